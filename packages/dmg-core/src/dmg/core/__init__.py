@@ -11,6 +11,7 @@ The public interface::
     Batch                             one minibatch, time-major
 """
 
+from dmg.core.__about__ import __version__ as __version__
 from dmg.core.composites import Chain, Ensemble
 from dmg.core.couplings import Coupling, CouplingContext, OutputCorrection, ParameterLearning, ProcessReplacement
 from dmg.core.data.batch import Batch
@@ -19,8 +20,6 @@ from dmg.core.model import DeltaModel
 from dmg.core.parameters import Parameter, ParameterSpec
 from dmg.core.physics import Outputs, PhysicsModel, ProcessSlot
 from dmg.core.variables import MassBalance, State, Variable
-
-from dmg.core.__about__ import __version__
 
 __all__ = [
     "Batch",

@@ -27,7 +27,8 @@ class PhysicsConfig(ComponentConfig):
     nmul: int = Field(1, ge=1, description="Parallel components per unit, each with its own parameters.")
     dynamic: list[str] = Field(default_factory=list, description="Names of time-varying parameters.")
     warmup_mode: Literal["spinup", "inline"] = Field(
-        "spinup", description="'spinup': gradient-free pass sets initial states; 'inline': one pass, warm-up outputs dropped."
+        "spinup",
+        description="'spinup': gradient-free pass sets initial states; 'inline': one pass, warm-up outputs dropped.",
     )
     backend: str = Field("eager", description="Time-stepping engine backend ('eager', 'checkpoint', ...).")
     backend_options: dict[str, Any] = Field(default_factory=dict, description="Options of the engine backend.")

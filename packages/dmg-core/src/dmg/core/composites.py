@@ -50,7 +50,8 @@ class _Composite(PhysicsModel):
         self.attributes = _union([m.attributes for m in members.values()])
         self.states = tuple(
             State(f"{name}.{s.name}", s.unit, s.description, s.typical_range, s.initial)
-            for name, m in members.items() for s in m.states
+            for name, m in members.items()
+            for s in m.states
         )
         self.slots = tuple(s for m in members.values() for s in m.slots)
         self.mass_balance = None
@@ -70,7 +71,7 @@ class _Composite(PhysicsModel):
         if state is None:
             return None
         prefix = f"{name}."
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
     def slot(self, name: str) -> ProcessSlot:
         return self._slot_owner(name).slot(name)
@@ -79,8 +80,10 @@ class _Composite(PhysicsModel):
         for m in self.members.values():
             if any(s.name == name for s in m.slots):
                 return m
-        raise SpecError(f"no member of this {type(self).__name__} has a process slot {name!r}; "
-                        f"slots: {[s.name for s in self.slots] or 'none'}")
+        raise SpecError(
+            f"no member of this {type(self).__name__} has a process slot {name!r}; "
+            f"slots: {[s.name for s in self.slots] or 'none'}"
+        )
 
     @contextmanager
     def filling(self, name: str, filler: SlotFiller) -> Iterator[None]:
@@ -120,26 +123,33 @@ class Chain(_Composite):
             outputs.update({v.name: v for v in m.outputs})
         self.outputs = tuple(outputs.values())
 
-    def simulate(self, forcings, params, attributes, state, *, warmup: int, warmup_mode: WarmupMode,
-                 warmup_params=None) -> tuple[TensorDict, TensorDict, int]:
+    def simulate(
+        self, forcings, params, attributes, state, *, warmup: int, warmup_mode: WarmupMode, warmup_params=None
+    ) -> tuple[TensorDict, TensorDict, int]:
         n_time = next(iter(forcings.values())).shape[0]
         outputs: TensorDict = {}
         final_state: TensorDict = {}
         offset, pending = 0, warmup
         for i, (name, m) in enumerate(self.members.items()):
-            m_forcings = {
-                v: outputs[v] if v in outputs else forcings[v][offset:] for v in m.forcing_names
-            }
+            m_forcings = {v: outputs[v] if v in outputs else forcings[v][offset:] for v in m.forcing_names}
             m_params = m.slice_params({k: params[k] for k in m.parameter_spec.names}, offset, n_time)
             m_attrs = {k: attributes[k] for k in m.attribute_names}
             if i == 0:
                 m_warm = None if warmup_params is None else {k: warmup_params[k] for k in m.parameter_spec.names}
-                out, st, pending = m.simulate(m_forcings, m_params, m_attrs, self._member_state(state, name),
-                                              warmup=warmup, warmup_mode=warmup_mode, warmup_params=m_warm)
+                out, st, pending = m.simulate(
+                    m_forcings,
+                    m_params,
+                    m_attrs,
+                    self._member_state(state, name),
+                    warmup=warmup,
+                    warmup_mode=warmup_mode,
+                    warmup_params=m_warm,
+                )
                 offset = warmup - pending
             else:
-                out, st, _ = m.simulate(m_forcings, m_params, m_attrs, self._member_state(state, name),
-                                        warmup=pending, warmup_mode="inline")
+                out, st, _ = m.simulate(
+                    m_forcings, m_params, m_attrs, self._member_state(state, name), warmup=pending, warmup_mode="inline"
+                )
             outputs.update(out)
             final_state.update({f"{name}.{k}": v for k, v in st.items()})
         return outputs, final_state, pending
@@ -161,19 +171,30 @@ class Ensemble(_Composite):
     produces are averaged, and each member's own outputs are returned as ``"m.<output>"``.
     """
 
-    def __init__(self, *models: PhysicsModel, weights: Sequence[float] | None = None,
-                 learn_weights: bool = False, **named: PhysicsModel) -> None:
+    def __init__(
+        self,
+        *models: PhysicsModel,
+        weights: Sequence[float] | None = None,
+        learn_weights: bool = False,
+        **named: PhysicsModel,
+    ) -> None:
         members = _named_members(models, named)
         super().__init__(members, ParameterSpec.concat([m.parameter_spec.prefixed(n) for n, m in members.items()]))
         self.forcings = _union([m.forcings for m in members.values()])
-        common = [v for v in next(iter(members.values())).outputs
-                  if all(v.name in m.output_names for m in members.values())]
-        own = [Variable(f"{n}.{v.name}", v.unit, v.description, v.typical_range)
-               for n, m in members.items() for v in m.outputs]
+        common = [
+            v for v in next(iter(members.values())).outputs if all(v.name in m.output_names for m in members.values())
+        ]
+        own = [
+            Variable(f"{n}.{v.name}", v.unit, v.description, v.typical_range)
+            for n, m in members.items()
+            for v in m.outputs
+        ]
         self.outputs = tuple(common) + tuple(own)
         w = torch.ones(len(members)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         if w.shape != (len(members),) or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise SpecError(f"Ensemble weights must be {len(members)} non-negative numbers, not all zero; got {weights}")
+            raise SpecError(
+                f"Ensemble weights must be {len(members)} non-negative numbers, not all zero; got {weights}"
+            )
         w = w / w.sum()
         if learn_weights:
             self.weight_logits = nn.Parameter(torch.log(w.clamp_min(1e-6)))
@@ -187,19 +208,28 @@ class Ensemble(_Composite):
             return torch.softmax(self.weight_logits, dim=0)
         return self.fixed_weights
 
-    def simulate(self, forcings, params, attributes, state, *, warmup: int, warmup_mode: WarmupMode,
-                 warmup_params=None) -> tuple[TensorDict, TensorDict, int]:
+    def simulate(
+        self, forcings, params, attributes, state, *, warmup: int, warmup_mode: WarmupMode, warmup_params=None
+    ) -> tuple[TensorDict, TensorDict, int]:
         results: dict[str, TensorDict] = {}
         final_state: TensorDict = {}
         for name, m in self.members.items():
             prefix = f"{name}."
-            m_params = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-            m_warm = None if warmup_params is None else {
-                k[len(prefix):]: v for k, v in warmup_params.items() if k.startswith(prefix)}
-            out, st, trim = m.simulate({k: forcings[k] for k in m.forcing_names}, m_params,
-                                       {k: attributes[k] for k in m.attribute_names},
-                                       self._member_state(state, name), warmup=warmup,
-                                       warmup_mode=warmup_mode, warmup_params=m_warm)
+            m_params = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+            m_warm = (
+                None
+                if warmup_params is None
+                else {k[len(prefix) :]: v for k, v in warmup_params.items() if k.startswith(prefix)}
+            )
+            out, st, trim = m.simulate(
+                {k: forcings[k] for k in m.forcing_names},
+                m_params,
+                {k: attributes[k] for k in m.attribute_names},
+                self._member_state(state, name),
+                warmup=warmup,
+                warmup_mode=warmup_mode,
+                warmup_params=m_warm,
+            )
             results[name] = trim_leading(out, trim)
             final_state.update({f"{prefix}{k}": v for k, v in st.items()})
         weights = self.weights

@@ -167,15 +167,15 @@ class ParameterLearning(Coupling):
         if isinstance(raw, tuple):
             if len(raw) != 2:
                 raise ShapeError(f"network {self.network!r} returned {len(raw)} tensors; expected (dynamic, static)")
-            params = spec.from_split(raw[1], raw[0], transform=self.transform,
-                                     dynamic_transform=self.dynamic_transform)
+            params = spec.from_split(raw[1], raw[0], transform=self.transform, dynamic_transform=self.dynamic_transform)
             if spin_at_end and self.spinup_hold_dynamic:
                 spin = {k: v[warmup - 1].expand_as(v) if spec.is_dynamic(k) else v for k, v in params.items()}
         elif raw.dim() == 3:
             params = spec.from_raw(raw, transform=self.transform)
             if spin_at_end:
-                spin = spec.from_raw(raw, transform=self.transform, static_step=warmup - 1,
-                                     hold_dynamic=self.spinup_hold_dynamic)
+                spin = spec.from_raw(
+                    raw, transform=self.transform, static_step=warmup - 1, hold_dynamic=self.spinup_hold_dynamic
+                )
         elif raw.dim() == 2:
             if spec.dynamic:
                 raise ShapeError(
@@ -184,8 +184,9 @@ class ParameterLearning(Coupling):
                 )
             params = spec.from_split(raw, None, transform=self.transform)
         else:
-            raise ShapeError(f"network {self.network!r} returned shape {tuple(raw.shape)}; "
-                             "expected [time, unit, C] or [unit, C]")
+            raise ShapeError(
+                f"network {self.network!r} returned shape {tuple(raw.shape)}; expected [time, unit, C] or [unit, C]"
+            )
         if spin is not None and ctx.warmup_params is None:
             ctx.warmup_params = dict(ctx.params)
         ctx.params.update(params)
@@ -262,9 +263,14 @@ class OutputCorrection(Coupling):
         Feed the physics outputs to the network.
     """
 
-    def __init__(self, variables: Sequence[str], network: str = DEFAULT_NETWORK, *,
-                 mode: Literal["additive", "multiplicative", "replace"] = "additive",
-                 physics_as_input: bool = True) -> None:
+    def __init__(
+        self,
+        variables: Sequence[str],
+        network: str = DEFAULT_NETWORK,
+        *,
+        mode: Literal["additive", "multiplicative", "replace"] = "additive",
+        physics_as_input: bool = True,
+    ) -> None:
         super().__init__()
         if mode not in ("additive", "multiplicative", "replace"):
             raise SpecError(f"mode must be 'additive', 'multiplicative' or 'replace', got {mode!r}")
@@ -284,14 +290,16 @@ class OutputCorrection(Coupling):
         y = torch.stack([outputs[v] for v in self.variables], dim=-1)
         parts = []
         if ctx.batch.nn_inputs is not None:
-            parts.append(ctx.batch.nn_inputs[ctx.batch.warmup:].to(y))
+            parts.append(ctx.batch.nn_inputs[ctx.batch.warmup :].to(y))
         if self.physics_as_input:
             parts.append(y)
         if not parts:
             raise SpecError("OutputCorrection has no inputs: the batch has no nn_inputs and physics_as_input is off")
         d = ctx.network(self.network)(torch.cat(parts, dim=-1))
         if d.shape != y.shape:
-            raise ShapeError(f"correction network {self.network!r} returned {tuple(d.shape)}, expected {tuple(y.shape)}")
+            raise ShapeError(
+                f"correction network {self.network!r} returned {tuple(d.shape)}, expected {tuple(y.shape)}"
+            )
         if self.mode == "additive":
             corrected = y + d
         elif self.mode == "multiplicative":

@@ -93,9 +93,7 @@ def integrate(
     try:
         run = _BACKENDS[backend]
     except KeyError:
-        raise SpecError(
-            f"unknown engine backend {backend!r}; available: {list(available_backends())}"
-        ) from None
+        raise SpecError(f"unknown engine backend {backend!r}; available: {list(available_backends())}") from None
     n_time = _series_length(forcings, dynamic)
     return run(step, dict(state), forcings, static, dynamic, n_time=n_time, **options)
 
@@ -157,9 +155,7 @@ def _checkpointed(step, state, forcings, static, dynamic, *, n_time, chunk_size:
             return new_state, _stack(fluxes)
 
         if torch.is_grad_enabled():
-            state, fluxes = checkpoint(
-                run_chunk, state, f_chunk, dict(static), d_chunk, use_reentrant=False
-            )
+            state, fluxes = checkpoint(run_chunk, state, f_chunk, dict(static), d_chunk, use_reentrant=False)
         else:
             state, fluxes = run_chunk(state, f_chunk, static, d_chunk)
         for name, value in fluxes.items():

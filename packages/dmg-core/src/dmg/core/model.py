@@ -35,7 +35,7 @@ class DeltaModel(nn.Module):
 
     def __init__(
         self,
-        nn: nn.Module | Mapping[str, nn.Module],  # noqa: A002 - the public name of the attribute
+        nn: nn.Module | Mapping[str, nn.Module],
         phy_model: PhysicsModel,
         coupling: Coupling | Sequence[Coupling],
     ) -> None:
@@ -88,8 +88,12 @@ class DeltaModel(nn.Module):
             for c in self.couplings:
                 c.before(ctx)
             outputs = self.phy_model(
-                batch.forcings, ctx.params, attributes=batch.attributes, state=state,
-                warmup=batch.warmup, warmup_params=ctx.warmup_params,
+                batch.forcings,
+                ctx.params,
+                attributes=batch.attributes,
+                state=state,
+                warmup=batch.warmup,
+                warmup_params=ctx.warmup_params,
             )
         for c in self.couplings:
             outputs = c.after(ctx, outputs)

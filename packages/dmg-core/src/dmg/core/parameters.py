@@ -72,8 +72,7 @@ class Parameter:
             raise SpecError(f"parameter name {self.name!r} is not a valid identifier")
         if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high < self.low:
             raise SpecError(
-                f"parameter {self.name!r}: bounds must be finite with low <= high, "
-                f"got low={self.low}, high={self.high}"
+                f"parameter {self.name!r}: bounds must be finite with low <= high, got low={self.low}, high={self.high}"
             )
         if self.default is not None and not (self.low <= self.default <= self.high):
             raise SpecError(
@@ -121,9 +120,7 @@ class ParameterSpec:
             raise SpecError(f"duplicate parameter names: {duplicates}")
         unknown = sorted(self.dynamic - set(names))
         if unknown:
-            raise SpecError(
-                f"dynamic parameters {unknown} are not parameters of this model; known: {names}"
-            )
+            raise SpecError(f"dynamic parameters {unknown} are not parameters of this model; known: {names}")
         if int(self.nmul) != self.nmul or self.nmul < 1:
             raise SpecError(f"nmul must be a positive integer, got {self.nmul!r}")
         if self.layout not in ("parameter_major", "component_major"):
@@ -167,9 +164,7 @@ class ParameterSpec:
     @staticmethod
     def _ordered(params: Iterable[Parameter]) -> tuple[Parameter, ...]:
         params = tuple(params)
-        return tuple(p for p in params if p.per_component) + tuple(
-            p for p in params if not p.per_component
-        )
+        return tuple(p for p in params if p.per_component) + tuple(p for p in params if not p.per_component)
 
     # ------------------------------------------------------------- derivation
     def with_dynamic(self, names: Iterable[str]) -> ParameterSpec:
@@ -319,9 +314,7 @@ class ParameterSpec:
             If ``True``, dynamic parameters are also held at ``static_step``, broadcast over time.
         """
         if raw.dim() != 3:
-            raise ShapeError(
-                f"raw parameters must be [time, unit, channels], got shape {tuple(raw.shape)}"
-            )
+            raise ShapeError(f"raw parameters must be [time, unit, channels], got shape {tuple(raw.shape)}")
         values = self.unpack(raw, self.parameters, transform=transform)
         n_time = raw.shape[0]
         out: dict[str, torch.Tensor] = {}
@@ -354,8 +347,7 @@ class ParameterSpec:
                     f"{None if static_raw is None else tuple(static_raw.shape)}"
                 )
             out.update(
-                self.unpack(static_raw, self.static_parameters, transform=transform,
-                            what="static raw parameters")
+                self.unpack(static_raw, self.static_parameters, transform=transform, what="static raw parameters")
             )
         if self.dynamic_parameters:
             if dynamic_raw is None or dynamic_raw.dim() != 3:
@@ -364,14 +356,18 @@ class ParameterSpec:
                     f"{None if dynamic_raw is None else tuple(dynamic_raw.shape)}"
                 )
             out.update(
-                self.unpack(dynamic_raw, self.dynamic_parameters,
-                            transform=dynamic_transform or transform,
-                            what="dynamic raw parameters")
+                self.unpack(
+                    dynamic_raw,
+                    self.dynamic_parameters,
+                    transform=dynamic_transform or transform,
+                    what="dynamic raw parameters",
+                )
             )
         return out
 
-    def defaults(self, n_units: int, *, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    def defaults(
+        self, n_units: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> dict[str, torch.Tensor]:
         """Static physical values from each parameter's ``default`` (those that have one)."""
         out = {}
         for p in self.parameters:
@@ -388,9 +384,7 @@ class ParameterSpec:
             raise SpecError(f"unknown parameters {unknown}; this model takes {list(self.names)}")
         missing = [n for n in self.names if n not in params]
         if missing:
-            raise SpecError(
-                f"missing parameters {missing}: supply them from a network or give them defaults"
-            )
+            raise SpecError(f"missing parameters {missing}: supply them from a network or give them defaults")
         for p in self.parameters:
             value = params[p.name]
             tail = (n_units, self.nmul) if p.per_component else (n_units,)

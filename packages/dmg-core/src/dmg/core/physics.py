@@ -181,13 +181,12 @@ class PhysicsModel(nn.Module):
         self, n_units: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> TensorDict:
         """Every state at its declared initial value, ``[unit, nmul]``."""
-        return {
-            s.name: torch.full((n_units, self.nmul), s.initial, dtype=dtype, device=device)
-            for s in self.states
-        }
+        return {s.name: torch.full((n_units, self.nmul), s.initial, dtype=dtype, device=device) for s in self.states}
 
     # ------------------------------------------------------------------ slots
-    def process(self, name: str, default: torch.Tensor | Callable[[], torch.Tensor], **inputs: torch.Tensor) -> torch.Tensor:
+    def process(
+        self, name: str, default: torch.Tensor | Callable[[], torch.Tensor], **inputs: torch.Tensor
+    ) -> torch.Tensor:
         """Value of the process slot ``name``: a network's if one fills it, else ``default``.
 
         Call this from :meth:`step` with the slot's declared inputs as keywords.
@@ -203,8 +202,7 @@ class PhysicsModel(nn.Module):
             if s.name == name:
                 return s
         raise SpecError(
-            f"{type(self).__name__} has no process slot {name!r}; "
-            f"slots: {[s.name for s in self.slots] or 'none'}"
+            f"{type(self).__name__} has no process slot {name!r}; slots: {[s.name for s in self.slots] or 'none'}"
         )
 
     @contextmanager
@@ -224,9 +222,7 @@ class PhysicsModel(nn.Module):
     # -------------------------------------------------------------- the model
     def step(self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict) -> tuple[TensorDict, TensorDict]:
         """Advance one time step; return the new state and this step's fluxes."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement step() or override simulate()"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement step() or override simulate()")
 
     def finalize(self, fluxes: TensorDict, params: TensorDict, attributes: TensorDict) -> TensorDict:
         """Turn stacked step fluxes ``[time, unit, nmul]`` into outputs ``[time, unit]``.
@@ -276,14 +272,18 @@ class PhysicsModel(nn.Module):
         n_time, n_units = next(iter(forcing_map.values())).shape[:2]
         params = self.check_params(params, n_time, n_units, like=next(iter(forcing_map.values())))
         if warmup_params is not None:
-            warmup_params = self.check_params(warmup_params, n_time, n_units,
-                                              like=next(iter(forcing_map.values())))
+            warmup_params = self.check_params(warmup_params, n_time, n_units, like=next(iter(forcing_map.values())))
         attrs = self.check_attributes(attributes, n_units)
         if not 0 <= warmup < n_time:
             raise InputError(f"warmup must be in [0, {n_time}) for a series of {n_time} steps, got {warmup}")
         outputs, final_state, n_trim = self.simulate(
-            forcing_map, params, attrs, state, warmup=warmup,
-            warmup_mode=warmup_mode or self.warmup_mode, warmup_params=warmup_params,
+            forcing_map,
+            params,
+            attrs,
+            state,
+            warmup=warmup,
+            warmup_mode=warmup_mode or self.warmup_mode,
+            warmup_params=warmup_params,
         )
         return Outputs(trim_leading(outputs, n_trim), final_state)
 
@@ -312,8 +312,9 @@ class PhysicsModel(nn.Module):
         if warmup and warmup_mode == "spinup":
             spin_params = warmup_params if warmup_params is not None else params
             with torch.no_grad():
-                state, _ = self._integrate(state, slice_time(forcings, 0, warmup),
-                                           self.slice_params(spin_params, 0, warmup), attributes)
+                state, _ = self._integrate(
+                    state, slice_time(forcings, 0, warmup), self.slice_params(spin_params, 0, warmup), attributes
+                )
             state = {k: v.detach() for k, v in state.items()}
             forcings = slice_time(forcings, warmup, n_time)
             params = self.slice_params(params, warmup, n_time)
@@ -338,14 +339,13 @@ class PhysicsModel(nn.Module):
         forcing_steps = {k: v.unsqueeze(-1) for k, v in forcings.items()}
         if not forcing_steps and not dynamic:
             raise SpecError(f"{type(self).__name__} has no forcing to set the number of steps ({n_time})")
-        return engine.integrate(self.step, state, forcing_steps, static, dynamic,
-                                backend=self.backend, **self.backend_options)
+        return engine.integrate(
+            self.step, state, forcing_steps, static, dynamic, backend=self.backend, **self.backend_options
+        )
 
     def is_series(self, parameter: Parameter, value: torch.Tensor) -> bool:
         """Whether ``value`` of ``parameter`` is a time series (a dynamic one given over time)."""
-        return parameter.name in self.parameter_spec.dynamic and value.dim() == (
-            3 if parameter.per_component else 2
-        )
+        return parameter.name in self.parameter_spec.dynamic and value.dim() == (3 if parameter.per_component else 2)
 
     def slice_params(self, params: Mapping[str, torch.Tensor], start: int, stop: int) -> TensorDict:
         """Slice the time series among ``params`` to ``[start:stop]``; static values pass unchanged."""
@@ -381,11 +381,13 @@ class PhysicsModel(nn.Module):
             check_finite(value, f"forcing {name!r}", ("time", "unit"))
         return forcing_map
 
-    def check_params(self, params: Mapping[str, torch.Tensor], n_time: int, n_units: int,
-                     like: torch.Tensor) -> TensorDict:
+    def check_params(
+        self, params: Mapping[str, torch.Tensor], n_time: int, n_units: int, like: torch.Tensor
+    ) -> TensorDict:
         """Parameters with defaults filled in; raise if unknown, missing or misshapen."""
         full = {
-            k: v for k, v in self.parameter_spec.defaults(n_units, dtype=like.dtype, device=like.device).items()
+            k: v
+            for k, v in self.parameter_spec.defaults(n_units, dtype=like.dtype, device=like.device).items()
             if k not in params
         }
         full.update(params)

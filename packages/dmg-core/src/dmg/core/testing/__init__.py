@@ -89,8 +89,10 @@ def check_declarations(model: PhysicsModel, case: Case | None = None) -> None:
     """Declared names are unique; every declared output and state comes out with the right shape."""
     case = case or make_case(model)
     groups = {
-        "forcings": model.forcing_names, "attributes": model.attribute_names,
-        "states": model.state_names, "outputs": model.output_names,
+        "forcings": model.forcing_names,
+        "attributes": model.attribute_names,
+        "states": model.state_names,
+        "outputs": model.output_names,
         "parameters": model.parameter_spec.names,
     }
     for group, names in groups.items():
@@ -108,7 +110,8 @@ def check_declarations(model: PhysicsModel, case: Case | None = None) -> None:
     for name in model.state_names:
         assert name in out.state, f"{_name(model)}: final state lacks {name!r}"
         assert tuple(out.state[name].shape) == (n_units, model.nmul), (
-            f"{_name(model)}: state {name!r} has shape {tuple(out.state[name].shape)}, expected ({n_units}, {model.nmul})"
+            f"{_name(model)}: state {name!r} has shape {tuple(out.state[name].shape)}, "
+            f"expected ({n_units}, {model.nmul})"
         )
 
 
@@ -126,8 +129,12 @@ def check_parameter_bounds(model: PhysicsModel, n_units: int = 4, n_time: int = 
     low = spec.from_raw(torch.full((1, 1, spec.n_channels()), -1e4, dtype=torch.float64))
     high = spec.from_raw(torch.full((1, 1, spec.n_channels()), 1e4, dtype=torch.float64))
     for p in spec:
-        assert torch.allclose(low[p.name], torch.tensor(p.low, dtype=torch.float64)), f"{p.name}: low end is not {p.low}"
-        assert torch.allclose(high[p.name], torch.tensor(p.high, dtype=torch.float64)), f"{p.name}: high end is not {p.high}"
+        assert torch.allclose(low[p.name], torch.tensor(p.low, dtype=torch.float64)), (
+            f"{p.name}: low end is not {p.low}"
+        )
+        assert torch.allclose(high[p.name], torch.tensor(p.high, dtype=torch.float64)), (
+            f"{p.name}: high end is not {p.high}"
+        )
 
 
 def _unit_params(model: PhysicsModel, case: Case) -> tuple[TensorDict, Callable[[TensorDict], TensorDict]]:
@@ -165,8 +172,7 @@ def check_gradcheck(model: PhysicsModel, case: Case | None = None, *, atol: floa
     names = list(u)
 
     def fn(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = model(case.forcings, to_params(dict(zip(names, values))), attributes=case.attributes,
-                    warmup=case.warmup)
+        out = model(case.forcings, to_params(dict(zip(names, values))), attributes=case.attributes, warmup=case.warmup)
         return tuple(out[n] for n in model.output_names)
 
     ok = torch.autograd.gradcheck(fn, tuple(u[n] for n in names), atol=atol, rtol=rtol, raise_exception=False)
@@ -180,11 +186,14 @@ def check_determinism(model: PhysicsModel, case: Case | None = None) -> None:
     for name in a:
         assert torch.equal(a[name], b[name]), f"{_name(model)}: output {name!r} differs between identical runs"
     for name in a.state:
-        assert torch.equal(a.state[name], b.state[name]), f"{_name(model)}: state {name!r} differs between identical runs"
+        assert torch.equal(a.state[name], b.state[name]), (
+            f"{_name(model)}: state {name!r} differs between identical runs"
+        )
 
 
-def check_state_carryover(model: PhysicsModel, case: Case | None = None, split: int | None = None,
-                          atol: float = 1e-5) -> None:
+def check_state_carryover(
+    model: PhysicsModel, case: Case | None = None, split: int | None = None, atol: float = 1e-5
+) -> None:
     """Running ``[0, T)`` in one call equals ``[0, split)`` then ``[split, T)`` with the state carried."""
     case = case or make_case(model)
     n_time = next(iter(case.forcings.values())).shape[0]
@@ -192,8 +201,10 @@ def check_state_carryover(model: PhysicsModel, case: Case | None = None, split: 
     spec = model.parameter_spec
 
     def part(start: int, stop: int) -> tuple[TensorDict, TensorDict]:
-        params = {k: v[start:stop] if spec.is_dynamic(k) and v.dim() == (3 if spec[k].per_component else 2) else v
-                  for k, v in case.params.items()}
+        params = {
+            k: v[start:stop] if spec.is_dynamic(k) and v.dim() == (3 if spec[k].per_component else 2) else v
+            for k, v in case.params.items()
+        }
         return {k: v[start:stop] for k, v in case.forcings.items()}, params
 
     whole = model(case.forcings, case.params, attributes=case.attributes)
@@ -211,7 +222,10 @@ def check_state_carryover(model: PhysicsModel, case: Case | None = None, split: 
 
 
 def check_mass_balance(model: PhysicsModel, case: Case | None = None, rtol: float = 1e-4, atol: float = 1e-6) -> None:
-    """``sum(inputs) - sum(outputs) = Δ storage`` per unit over the run, for models declaring a MassBalance."""
+    """``sum(inputs) - sum(outputs) = Δ storage`` per unit over the run, for models declaring a MassBalance.
+
+    A closed system (empty ``inputs`` and ``outputs``) must keep the sum of its storages constant.
+    """
     balance = model.mass_balance
     if balance is None:
         return
@@ -228,8 +242,9 @@ def check_mass_balance(model: PhysicsModel, case: Case | None = None, rtol: floa
             return case.forcings[name]
         raise AssertionError(f"{_name(model)}: mass-balance term {name!r} is neither an output nor a forcing")
 
-    inflow = sum(series(n).sum(0) for n in balance.inputs)
-    outflow = sum(series(n).sum(0) for n in balance.outputs)
+    none = torch.zeros(n_units, dtype=first.dtype, device=first.device)  # a closed system declares no inputs or outputs
+    inflow = sum((series(n).sum(0) for n in balance.inputs), none)
+    outflow = sum((series(n).sum(0) for n in balance.outputs), none)
     stored0 = sum(initial[n].mean(-1) for n in balance.storages)
     stored1 = sum(out.state[n].mean(-1) for n in balance.storages)
     residual = inflow - outflow - (stored1 - stored0)

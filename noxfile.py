@@ -1,0 +1,103 @@
+"""Development sessions for the dmg monorepo.
+
+    nox -s dev                    editable install of every package into .venv (contributors)
+    nox -t test                   everything CI runs: lint, each package alone, integration
+    nox -s "tests(package='core')"   one package's tests in a fresh environment with only its declared dependencies
+    nox -s integration            cross-package and end-to-end tests
+    nox -s lint                   ruff
+    nox -s demo                   the main job: train the embedded default model and print its metrics
+
+Every environment is built with ``-c constraints/dev.txt`` so torch stays pinned to the CPU build.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - nox itself runs on the contributor's Python
+    import tomli as tomllib
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints" / "dev.txt"))
+PACKAGES = {
+    "core": "dmg-core",
+    "nn": "dmg-nn",
+    "examples": "dmg-physics-examples",
+    "hydro": "dmg-hydro-adapter",
+}
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests", "integration"]
+nox.options.error_on_missing_interpreters = True
+
+
+def _dependencies(dist: str) -> list[str]:
+    project = tomllib.loads((ROOT / "packages" / dist / "pyproject.toml").read_text())["project"]
+    return list(project.get("dependencies", []))
+
+
+def _local_closure(dist: str) -> list[str]:
+    """``dist`` and the sibling packages it declares, recursively, dependencies first."""
+    siblings = set(PACKAGES.values())
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for requirement in _dependencies(name):
+            dep = requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip()
+            if dep in siblings and dep not in order:
+                visit(dep)
+        if name not in order:
+            order.append(name)
+
+    visit(dist)
+    return order
+
+
+def _install(session: nox.Session, dists: list[str], extras: str = "test", editable: bool = False) -> None:
+    """Install local packages (with their declared dependencies) under the project constraints."""
+    args: list[str] = []
+    for dist in dists:
+        target = f"{ROOT / 'packages' / dist}[{extras}]" if extras else str(ROOT / "packages" / dist)
+        args += ["-e", target] if editable else [target]
+    session.install(*CONSTRAINTS, *args)
+
+
+@nox.session(tags=["test"])
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(tags=["test"])
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """One package alone, with only its declared dependencies, in a fresh environment."""
+    dist = PACKAGES[package]
+    _install(session, _local_closure(dist))
+    session.run("pytest", str(ROOT / "packages" / dist / "tests"), *session.posargs)
+
+
+@nox.session(tags=["test"])
+def integration(session: nox.Session) -> None:
+    """Cross-package and end-to-end tests with every package installed."""
+    _install(session, list(PACKAGES.values()))
+    session.run("pytest", str(ROOT / "tests-integration"), *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def dev(session: nox.Session) -> None:
+    """Editable install of every package (with test extras) into ./.venv for contributors."""
+    venv = ROOT / ".venv"
+    if not venv.exists():
+        session.run(sys.executable, "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    args = [arg for dist in PACKAGES.values() for arg in ("-e", f"{ROOT / 'packages' / dist}[test]")]
+    session.run(python, "-m", "pip", "install", *CONSTRAINTS, "ruff", "nox", *args)
+    session.log(f"Activate with: source {venv / 'bin' / 'activate'}")
