@@ -1,0 +1,199 @@
+"""The ``dmg`` command line: train, evaluate, simulate, validate, schema, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dmg.core.__about__ import __version__
+from dmg.core.errors import DmgError
+
+EXAMPLES = {
+    "train": """examples:
+  dmg train examples/configs/quickstart.yaml
+  dmg train my.yaml --set train.epochs=5 --set model.physics.nmul=4
+  dmg train my.yaml --run-dir runs/trial1
+  dmg train --resume runs/trial1            continue an interrupted run exactly""",
+    "evaluate": """examples:
+  dmg evaluate runs/trial1                  metrics on the test period (best checkpoint)
+  dmg evaluate runs/trial1 --period valid --checkpoint last""",
+    "simulate": """examples:
+  dmg simulate runs/trial1 --start 2015-01-01 --end 2016-12-31
+  dmg simulate runs/trial1 --units 01022500 01547700 --set data.dataset.root=/data/camels""",
+    "validate": """examples:
+  dmg validate my.yaml                      check keys, components, data roles and one forward pass
+  dmg validate my.yaml --set data.warmup=180""",
+    "schema": """examples:
+  dmg schema > schema.json                  JSON Schema of a run config with every installed component
+  dmg schema --markdown                     the configuration reference as markdown tables""",
+    "list": """examples:
+  dmg list                                  every installed component and its package
+  dmg list physics""",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmg",
+        description="Differentiable models: train networks and process-based equations together.",
+        epilog="Run `dmg COMMAND --help` for examples of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"dmg-core {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    def overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key by its dotted path (repeatable); the value is read as YAML",
+        )
+
+    p = command("train", "Train a model from a YAML config, then evaluate it on the test period.")
+    p.add_argument("config", nargs="?", help="run configuration (YAML)")
+    overrides(p)
+    p.add_argument("--run-dir", help="run folder to create (default: output.root/output.name)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
+
+    p = command("evaluate", "Compute metrics of a trained run on a period; write metrics.json and predictions.")
+    p.add_argument("run_dir", help="a run folder made by `dmg train`")
+    p.add_argument("--period", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--checkpoint", choices=["best", "last"], help="default: evaluate.checkpoint of the run")
+
+    p = command("simulate", "Run a trained model on new periods or units (no observations needed).")
+    p.add_argument("run_dir", help="a run folder made by `dmg train`")
+    p.add_argument("--start", help="first date (YYYY-MM-DD); default: first date of the data after warm-up")
+    p.add_argument("--end", help="last date (YYYY-MM-DD); default: last date of the data")
+    p.add_argument("--units", nargs="+", help="unit ids (default: every unit of the dataset)")
+    p.add_argument("--name", help="name of the predictions file under RUN_DIR/simulations/")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    overrides(p)
+
+    p = command("validate", "Check a config: keys, components, data roles, and one forward pass.")
+    p.add_argument("config", help="run configuration (YAML)")
+    overrides(p)
+
+    p = command("schema", "Print the JSON Schema of run configs, with every installed component.")
+    p.add_argument("--markdown", action="store_true", help="print the configuration reference as markdown")
+    p.add_argument("--output", help="write to this file instead of standard output")
+
+    p = command("list", "List installed components and the packages that provide them.")
+    p.add_argument("group", nargs="?", choices=["physics", "nn", "datasets", "losses", "metrics"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dmg`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return _COMMANDS[args.command](args)
+    except DmgError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; continue with `dmg train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dmg.core import runs
+    from dmg.core.config import load_config
+
+    if args.resume:
+        if args.config or args.overrides:
+            print("error: --resume takes the run folder only; its saved config is used", file=sys.stderr)
+            return 2
+        folder = runs.resume(args.resume)
+    else:
+        if not args.config:
+            print("error: give a config file (or --resume RUN_DIR); see `dmg train --help`", file=sys.stderr)
+            return 2
+        folder = runs.train(load_config(args.config, args.overrides), args.run_dir)
+    print(f"run folder: {folder.path}")
+    if not args.no_evaluate:
+        print(runs.format_metrics(runs.evaluate(folder.path, "test")))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dmg.core import runs
+
+    print(runs.format_metrics(runs.evaluate(args.run_dir, args.period, args.checkpoint)))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from dmg.core import runs
+
+    path = runs.simulate(args.run_dir, args.start, args.end, args.units, args.overrides, args.name, args.checkpoint)
+    print(f"predictions: {path}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from dmg.core.validation import validate_config
+
+    print(validate_config(args.config, args.overrides))
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from dmg.core.config import json_schema
+    from dmg.core.docs import configuration_reference
+
+    text = configuration_reference() if args.markdown else json.dumps(json_schema(), indent=2)
+    if args.output:
+        from dmg.core.io import atomic_write_text
+
+        atomic_write_text(Path(args.output), text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from dmg.core import registry
+
+    groups = [f"dmg.{args.group}"] if args.group else list(registry.GROUPS)
+    for group in groups:
+        entries = registry.entries(group)
+        print(f"{group.split('.')[1]} ({len(entries)})")
+        for name, entry in entries.items():
+            print(f"  {name:<22} {entry.distribution:<24} {entry.target}")
+    return 0
+
+
+_COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "simulate": _simulate,
+    "validate": _validate,
+    "schema": _schema,
+    "list": _list,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,497 @@
+"""The run configuration: pydantic models loaded from YAML, with dotted overrides.
+
+A run is described by one YAML file (see ``docs/configuration.md`` for every key)::
+
+    seed: 0
+    data:
+      dataset: {name: npz, path: data/basins.npz}
+      roles: {forcings: {P: prcp, PET: pet}, nn_inputs: [prcp, pet], targets: {Q: streamflow}}
+      warmup: 365
+      train: {start: 2000-01-01, end: 2005-12-31}
+      test: {start: 2006-01-01, end: 2010-12-31}
+    model:
+      physics: {name: hbv, nmul: 16, dynamic: [BETA]}
+      nn: {name: lstm, hidden_size: 256}
+    train: {epochs: 50, batch_size: 100, window: 365, optimizer: {name: adam, lr: 0.001}}
+
+Every section forbids unknown keys.  Registered components (``physics``, ``nn``, ``dataset``,
+``loss``) are named by ``name`` and validated against that component's own ``Config`` model,
+so the schema of everything installed is generated from code (:func:`json_schema`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from dmg.core import registry
+from dmg.core.components import ComponentConfig
+from dmg.core.data.roles import DataRoles
+from dmg.core.errors import ConfigError, RegistryError
+
+# --------------------------------------------------------------------------- components
+
+
+class ComponentRef(BaseModel):
+    """A registered component: ``name`` plus the options of that component's ``Config``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Registered name of the component (see `dmg list`).")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options besides ``name``."""
+        return dict(self.model_extra or {})
+
+
+def _config_class(component: Any) -> type[BaseModel]:
+    base = getattr(component, "Config", None)
+    return base if isinstance(base, type) and issubclass(base, BaseModel) else ComponentConfig
+
+
+def component_model(group: str, name: str) -> type[BaseModel]:
+    """The pydantic model of component ``name`` of ``group``: ``name`` plus its ``Config`` fields."""
+    base = _config_class(registry.get(group, name))
+    return create_model(
+        f"{base.__name__}_{name}",
+        __base__=base,
+        name=(Literal[name], Field(description="Registered name of the component.")),
+    )
+
+
+def resolve_component(group: str, ref: ComponentRef | Mapping[str, Any], path: str) -> tuple[Any, BaseModel]:
+    """Load the component ``ref`` names and validate its options; errors name ``path``.
+
+    Returns the component and an instance of its own ``Config`` (without ``name``).
+    """
+    data = ref.model_dump() if isinstance(ref, BaseModel) else dict(ref)
+    try:
+        model = component_model(group, data.get("name", ""))
+    except RegistryError as exc:
+        raise ConfigError(f"{path}.name: {exc}") from None
+    try:
+        validated = model.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(exc, model, prefix=path) from None
+    component = registry.get(group, data["name"])
+    options = {k: getattr(validated, k) for k in _config_class(component).model_fields}
+    return component, _config_class(component).model_construct(**options)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class Section(BaseModel):
+    """Base of config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Period(Section):
+    """A period of time, both ends inclusive; ``null`` ends mean the first/last date of the data."""
+
+    start: dt.date | None = Field(None, description="First date of the period (YYYY-MM-DD).")
+    end: dt.date | None = Field(None, description="Last date of the period (YYYY-MM-DD).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class UnitSplit(Section):
+    """Which units train and which are tested (spatial hold-out)."""
+
+    kind: Literal["all", "kfold", "holdout", "lists"] = Field(
+        "all",
+        description="'all': every unit in every split; 'kfold'/'holdout': test on held-out units; "
+        "'lists': explicit unit ids.",
+    )
+    n_folds: int = Field(5, ge=2, description="Folds for kind 'kfold'.")
+    fold: int = Field(0, ge=0, description="Which fold is tested, for kind 'kfold'.")
+    fraction: float = Field(0.2, gt=0, lt=1, description="Share of units held out, for kind 'holdout'.")
+    seed: int = Field(0, description="Seed of the unit shuffle.")
+    train: list[str] = Field(default_factory=list, description="Training unit ids, for kind 'lists'.")
+    test: list[str] = Field(default_factory=list, description="Test unit ids, for kind 'lists'.")
+
+
+class DataConfig(Section):
+    """Where the data come from and how they are split and used."""
+
+    dataset: ComponentRef = Field(description="Registered dataset (`dmg list datasets`) and its options.")
+    roles: DataRoles = Field(description="Which variables feed the physics, the networks and the loss.")
+    warmup: int = Field(365, ge=0, description="Steps before each window or period used to spin up states.")
+    train: Period = Field(default_factory=Period, description="Training period.")
+    valid: Period | None = Field(None, description="Validation period (early stopping); none: no validation.")
+    test: Period = Field(default_factory=Period, description="Test period used by `dmg evaluate`.")
+    units: UnitSplit = Field(default_factory=UnitSplit, description="Spatial split of units.")
+
+
+class CouplingBase(Section):
+    network: str = Field("default", description="Name of the network the coupling uses.")
+
+
+class ParameterLearningConfig(CouplingBase):
+    """A network supplies the physics parameters."""
+
+    kind: Literal["parameter_learning"] = "parameter_learning"
+    learn: list[str] | None = Field(None, description="Learned parameters (default: all).")
+    transform: Literal["sigmoid", "identity", "clamp"] = Field("sigmoid", description="Raw output to [0, 1].")
+    dynamic_transform: Literal["sigmoid", "identity", "clamp"] | None = Field(
+        None, description="Transform of the dynamic part of a split output (default: transform)."
+    )
+    spinup_static: Literal["last", "warmup_end"] = Field(
+        "last", description="Network step whose output sets static parameters during spin-up."
+    )
+    spinup_hold_dynamic: bool = Field(False, description="Hold dynamic parameters at step warmup-1 during spin-up.")
+
+
+class ProcessReplacementConfig(CouplingBase):
+    """A network computes a process slot of the physics model."""
+
+    kind: Literal["process_replacement"] = "process_replacement"
+    slot: str = Field(description="Name of the process slot.")
+    static_context: bool = Field(False, description="Append static network inputs to the slot inputs.")
+
+
+class OutputCorrectionConfig(CouplingBase):
+    """A network corrects physics outputs."""
+
+    kind: Literal["output_correction"] = "output_correction"
+    variables: list[str] = Field(description="Physics outputs to correct.")
+    mode: Literal["additive", "multiplicative", "replace"] = Field("additive", description="How corrections apply.")
+    physics_as_input: bool = Field(True, description="Feed the physics outputs to the network.")
+
+
+CouplingConfig = Annotated[
+    Union[ParameterLearningConfig, ProcessReplacementConfig, OutputCorrectionConfig],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+
+class ModelConfig(Section):
+    """The differentiable model: physics, networks and how they couple."""
+
+    physics: ComponentRef = Field(description="Registered physics model (`dmg list physics`) and its options.")
+    nn: ComponentRef | dict[str, ComponentRef] = Field(
+        description="One network (named 'default') or a mapping name -> network."
+    )
+    couplings: list[CouplingConfig] = Field(
+        default_factory=lambda: [ParameterLearningConfig()], description="Couplings, applied in order."
+    )
+    dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point precision.")
+
+    @property
+    def networks(self) -> dict[str, ComponentRef]:
+        """The networks by name."""
+        return {"default": self.nn} if isinstance(self.nn, ComponentRef) else dict(self.nn)
+
+
+class OptimizerConfig(Section):
+    name: Literal["adam", "adamw", "sgd", "rmsprop", "adadelta"] = Field("adam", description="torch.optim optimizer.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty / decoupled weight decay.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments of the optimizer.")
+
+
+class SchedulerConfig(Section):
+    name: Literal["none", "step", "cosine", "exponential", "plateau"] = Field(
+        "none", description="Learning-rate schedule, stepped once per epoch ('plateau' on the validation loss)."
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the torch scheduler (e.g. step_size, gamma)."
+    )
+
+
+class EarlyStoppingConfig(Section):
+    patience: int | None = Field(None, ge=1, description="Epochs without improvement before stopping; none: off.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest improvement of the validation loss that counts.")
+
+
+class TrainConfig(Section):
+    """Optimisation."""
+
+    epochs: int = Field(10, ge=1, description="Number of epochs.")
+    batch_size: int = Field(64, ge=1, description="Units per minibatch.")
+    window: int = Field(365, ge=1, description="Steps per training window after warm-up.")
+    iterations_per_epoch: int | None = Field(
+        None, ge=1, description="Minibatches per epoch (default: each unit's training period seen about once)."
+    )
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    loss: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="mse"), description="Registered loss (`dmg list losses`)."
+    )
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; none: off.")
+    max_nonfinite: int = Field(
+        20, ge=1, description="Stop after this many consecutive minibatches with a non-finite loss."
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    progress: bool = Field(True, description="Show a progress bar.")
+
+
+class EvaluateConfig(Section):
+    metrics: list[str] = Field(
+        default_factory=lambda: ["nse", "kge", "kge_r", "kge_alpha", "kge_beta", "rmse", "bias", "correlation"],
+        description="Registered metrics (`dmg list metrics`).",
+    )
+    units_per_batch: int = Field(256, ge=1, description="Units simulated at once.")
+    checkpoint: Literal["best", "last"] = Field("best", description="Which checkpoint to evaluate.")
+
+
+class OutputConfig(Section):
+    root: Path = Field(Path("runs"), description="Folder in which run folders are created.")
+    name: str | None = Field(None, description="Run folder name (default: a timestamp).")
+    predictions: Literal["auto", "netcdf", "npz"] = Field(
+        "auto", description="Prediction file format; 'auto': NetCDF when xarray is installed, else npz."
+    )
+
+
+class RunConfig(Section):
+    """One run: data, model, training, evaluation and output."""
+
+    seed: int = Field(0, description="Seed of every random number generator.")
+    device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto'.")
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    overrides: Sequence[str] = (),
+) -> RunConfig:
+    """Load and validate a run config from a YAML file or a mapping, after ``key.path=value`` overrides.
+
+    Relative dataset paths are resolved against the YAML file's folder.  Every registered
+    component named in the config is validated against its own ``Config``.
+    """
+    where = ""
+    base = Path.cwd()
+    if isinstance(source, Mapping):
+        data = _deep_copy(source)
+    else:
+        path = Path(source)
+        where = f" in {path}"
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
+        base = path.resolve().parent
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(exc, RunConfig, where=where) from None
+    _resolve_dataset_paths(config, base)
+    check_components(config, where)
+    return config
+
+
+def check_components(config: RunConfig, where: str = "") -> None:
+    """Validate every registered component named in ``config`` against its own ``Config``."""
+    try:
+        resolve_component("dmg.datasets", config.data.dataset, "data.dataset")
+        resolve_component("dmg.physics", config.model.physics, "model.physics")
+        for name, ref in config.model.networks.items():
+            path = "model.nn" if isinstance(config.model.nn, ComponentRef) else f"model.nn.{name}"
+            resolve_component("dmg.nn", ref, path)
+        resolve_component("dmg.losses", config.train.loss, "train.loss")
+        known = registry.entries("dmg.metrics")
+        for metric in config.evaluate.metrics:
+            if metric not in known:
+                close = get_close_matches(metric, list(known), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"evaluate.metrics: unknown metric {metric!r}.{hint} Known: {', '.join(known)}")
+        names = set(config.model.networks)
+        for i, c in enumerate(config.model.couplings):
+            if c.network not in names:
+                raise ConfigError(
+                    f"model.couplings.{i}.network: no network named {c.network!r}; networks: {sorted(names)}"
+                )
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{where}") from None
+
+
+def _resolve_dataset_paths(config: RunConfig, base: Path) -> None:
+    extra = config.data.dataset.model_extra or {}
+    for key in ("path", "root"):
+        value = extra.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            extra[key] = str((base / value).resolve())
+        elif isinstance(value, str):
+            extra[key] = str(Path(value).expanduser())
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key.path=value, e.g. train.epochs=5")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r} has an empty key part")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from None
+    if isinstance(value, str):
+        value = _number_or_text(value)
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[:i])} is not a section")
+        node = node.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"override {item!r}: {'.'.join(parts[:-1])} is not a section")
+
+
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _number_or_text(text: str) -> Any:
+    """YAML 1.1 reads ``1e-3`` as text; a user writing it on the command line means a number."""
+    return float(text) if _SCIENTIFIC.fullmatch(text.strip()) else text
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as YAML (dates as ISO strings, paths as strings)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def config_error(exc: ValidationError, model: type[BaseModel], prefix: str = "", where: str = "") -> ConfigError:
+    """One readable :class:`ConfigError` from a pydantic ``ValidationError``: the key path, what is
+    wrong and, for an unknown key, the closest valid key."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        loc = [p for p in loc if not p.startswith("function-") and p not in _UNION_TAGS]
+        full = ".".join(([prefix] if prefix else []) + loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_at(model, loc[:-1])
+            close = get_close_matches(loc[-1], allowed, n=1, cutoff=0.5)
+            parent = ".".join(([prefix] if prefix else []) + loc[:-1])
+            hint = f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+            lines.append(f"unknown key '{full}'{hint} (valid keys here: {', '.join(allowed)})")
+        elif err["type"] == "missing":
+            lines.append(f"missing key '{full}'")
+        else:
+            got = err.get("input")
+            shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
+            lines.append(f"'{full}': {err['msg']}{shown}")
+    head = "invalid configuration" + where
+    return ConfigError(head + ":\n  " + "\n  ".join(lines) if len(lines) > 1 else f"{head}: {lines[0]}")
+
+
+_UNION_TAGS = {
+    "parameter_learning",
+    "process_replacement",
+    "output_correction",
+    "ComponentRef",
+    "dict[str,ComponentRef]",
+}
+"""Location parts pydantic adds for union members; not keys a user wrote."""
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
+    """Field names of the sub-model at ``loc`` inside ``model`` (best effort through containers)."""
+    current: Any = model
+    for part in loc:
+        current = _model_of(current)
+        if current is None:
+            return []
+        if part in current.model_fields:
+            current = current.model_fields[part].annotation
+        elif part.isdigit():
+            continue
+        else:
+            return []
+    current = _model_of(current)
+    return sorted(current.model_fields) if current is not None else []
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    if get_origin(annotation) is Annotated:
+        return _model_of(get_args(annotation)[0])
+    return None
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of a run config with every installed component's options spelled out."""
+
+    def union(group: str) -> Any:
+        models = []
+        for name in registry.entries(group):
+            try:
+                models.append(component_model(group, name))
+            except RegistryError:
+                continue
+        if not models:
+            return ComponentRef
+        return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+
+    dataset, physics, network, loss = (union(g) for g in ("dmg.datasets", "dmg.physics", "dmg.nn", "dmg.losses"))
+    data_model = create_model("DataConfig", __base__=DataConfig, dataset=(dataset, ...))
+    networks = Union[network, dict[str, network]]  # noqa: UP007 - built at run time
+    model_model = create_model("ModelConfig", __base__=ModelConfig, physics=(physics, ...), nn=(networks, ...))
+    train_model = create_model(
+        "TrainConfig", __base__=TrainConfig, loss=(loss, Field(default_factory=lambda: {"name": "mse"}))
+    )
+    run_model = create_model(
+        "RunConfig",
+        __base__=RunConfig,
+        data=(data_model, ...),
+        model=(model_model, ...),
+        train=(train_model, Field(default_factory=train_model)),
+    )
+    schema = run_model.model_json_schema()
+    schema["title"] = "dmg run configuration"
+    return schema

@@ -1,0 +1,343 @@
+"""The :class:`Trainer`: minibatch optimisation with validation, early stopping and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dmg.core.config import RunConfig
+from dmg.core.data.batch import Batch
+from dmg.core.data.batching import make_batch
+from dmg.core.data.dataset import ArrayDataset
+from dmg.core.data.normalizer import Normalizer
+from dmg.core.data.sampler import WindowSampler, sequential_windows
+from dmg.core.errors import DmgError, InputError
+from dmg.core.io import atomic_torch_save
+from dmg.core.model import DeltaModel
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adadelta": torch.optim.Adadelta,
+}
+
+SCHEDULERS: dict[str, Callable[..., Any]] = {
+    "step": torch.optim.lr_scheduler.StepLR,
+    "cosine": torch.optim.lr_scheduler.CosineAnnealingLR,
+    "exponential": torch.optim.lr_scheduler.ExponentialLR,
+    "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau,
+}
+
+
+class TrainingError(DmgError, RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite)."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global random states, for checkpoints."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore :func:`rng_state`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def target_loss(loss_fn: nn.Module, outputs: Mapping[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+    """Mean of ``loss_fn`` over every target of the batch (NaN targets are masked by the loss)."""
+    values = [loss_fn(outputs[name], target) for name, target in batch.targets.items()]
+    return torch.stack(values).mean()
+
+
+@dataclass
+class EpochRecord:
+    """One row of the training log."""
+
+    epoch: int
+    train_loss: float
+    valid_loss: float | None
+    lr: float
+    skipped: int
+    seconds: float
+
+
+@dataclass
+class TrainState:
+    """Progress that a checkpoint carries besides the model and optimizer."""
+
+    epoch: int = 0
+    best_valid: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a :class:`~dmg.core.model.DeltaModel` on windows of a dataset.
+
+    Parameters
+    ----------
+    config
+        The run configuration (``train``, ``data.warmup`` and ``seed`` are used).
+    model
+        The model to train (already on its device and dtype).
+    loss_fn
+        ``loss_fn(prediction [time, unit], target [time, unit]) -> scalar``, NaN-masked.
+    train_data
+        Training period with its warm-up, all training units.
+    normalizer
+        Fitted on ``train_data``.
+    valid_data
+        Optional ``(dataset, warmup)`` of the validation period.
+    run_dir
+        Folder for checkpoints and logs.
+    callbacks
+        Called as ``callback(trainer, record)`` after every epoch (e.g. to log elsewhere).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        model: DeltaModel,
+        loss_fn: nn.Module,
+        train_data: ArrayDataset,
+        normalizer: Normalizer | None,
+        run_dir: str | Path,
+        valid_data: tuple[ArrayDataset, int] | None = None,
+        callbacks: Sequence[Callable[[Trainer, EpochRecord], None]] = (),
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.loss_fn = loss_fn
+        self.train_data = train_data
+        self.normalizer = normalizer
+        self.valid_data = valid_data
+        self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
+        self.device = next(iter(model.parameters()), torch.zeros(())).device
+        self.dtype = next(iter(model.parameters()), torch.zeros(())).dtype
+        tc = config.train
+        self.sampler = WindowSampler(
+            train_data.n_units,
+            train_data.n_time,
+            length=tc.window,
+            warmup=config.data.warmup,
+            batch_size=min(tc.batch_size, train_data.n_units) if train_data.n_units else tc.batch_size,
+            seed=config.seed,
+            iterations_per_epoch=tc.iterations_per_epoch,
+        )
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = OPTIMIZERS[tc.optimizer.name](
+            params, lr=tc.optimizer.lr, weight_decay=tc.optimizer.weight_decay, **tc.optimizer.options
+        )
+        self.scheduler = None
+        if tc.scheduler.name != "none":
+            options = dict(tc.scheduler.options)
+            if tc.scheduler.name == "cosine":
+                options.setdefault("T_max", tc.epochs)
+            if tc.scheduler.name == "step":
+                options.setdefault("step_size", max(1, tc.epochs // 3))
+            if tc.scheduler.name == "exponential":
+                options.setdefault("gamma", 0.95)
+            self.scheduler = SCHEDULERS[tc.scheduler.name](self.optimizer, **options)
+        self.state = TrainState()
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        self.log_path = self.run_dir / "log.csv"
+        self._tensorboard = _tensorboard_writer(self.run_dir / "tensorboard")
+
+    # ------------------------------------------------------------------ batches
+    def batch(
+        self, dataset: ArrayDataset, units: np.ndarray, starts: np.ndarray | int, length: int, warmup: int
+    ) -> Batch:
+        """A batch of ``dataset`` on the model's device and dtype."""
+        batch = make_batch(
+            dataset, self.config.data.roles, self.normalizer, units, starts, length, warmup, dtype=self.dtype
+        )
+        return batch.to(self.device)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainState:
+        """Train for the remaining epochs; returns the final :class:`TrainState`."""
+        tc = self.config.train
+        if self.state.epoch == 0 and not self.state.history:
+            seed_everything(self.config.seed)
+        while self.state.epoch < tc.epochs:
+            record = self._epoch(self.state.epoch)
+            self.state.history.append(record.__dict__)
+            self.state.epoch += 1
+            improved = self._update_early_stopping(record)
+            self._write_log(record)
+            self.save_checkpoint("last")
+            if improved:
+                self.save_checkpoint("best")
+            for callback in self.callbacks:
+                callback(self, record)
+            patience = tc.early_stopping.patience
+            if patience is not None and self.state.bad_epochs >= patience:
+                break
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+        return self.state
+
+    def _epoch(self, epoch: int) -> EpochRecord:
+        tc = self.config.train
+        self.model.train()
+        self.sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        total, count, skipped, streak = 0.0, 0, 0, 0
+        bar = _progress(len(self.sampler), f"epoch {epoch + 1}/{tc.epochs}", tc.progress)
+        for units, starts in self.sampler:
+            batch = self.batch(self.train_data, units, starts, tc.window, self.config.data.warmup)
+            loss = target_loss(self.loss_fn, self.model(batch), batch)
+            if not torch.isfinite(loss):
+                skipped += 1
+                streak += 1
+                if streak >= tc.max_nonfinite:
+                    raise TrainingError(
+                        f"the loss was non-finite in {streak} consecutive minibatches (epoch {epoch + 1}); "
+                        "lower train.optimizer.lr, enable train.grad_clip, or check the data for extreme values"
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                if bar is not None:
+                    bar.update(1)
+                continue
+            streak = 0
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.optimizer.step()
+            total += float(loss.detach())
+            count += 1
+            if bar is not None:
+                bar.set_postfix(loss=f"{total / count:.4g}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if count == 0:
+            raise TrainingError(f"every minibatch of epoch {epoch + 1} had a non-finite loss")
+        valid = self.validate() if self.valid_data is not None else None
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(valid if valid is not None else total / count)
+            else:
+                self.scheduler.step()
+        return EpochRecord(epoch + 1, total / count, valid, lr, skipped, time.perf_counter() - started)
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean loss over the validation period (every unit, every step after warm-up)."""
+        assert self.valid_data is not None
+        dataset, warmup = self.valid_data
+        self.model.eval()
+        losses, weights = [], []
+        for w in sequential_windows(
+            dataset.n_units, dataset.n_time, None, warmup, self.config.evaluate.units_per_batch
+        ):
+            batch = self.batch(dataset, w.units, w.start, w.length, warmup)
+            loss = target_loss(self.loss_fn, self.model(batch), batch)
+            if torch.isfinite(loss):
+                losses.append(float(loss))
+                weights.append(len(w.units))
+        self.model.train()
+        if not losses:
+            raise InputError("the validation period has no valid targets (all NaN); check data.valid")
+        return float(np.average(losses, weights=weights))
+
+    def _update_early_stopping(self, record: EpochRecord) -> bool:
+        score = record.valid_loss if record.valid_loss is not None else record.train_loss
+        if score < self.state.best_valid - self.config.train.early_stopping.min_delta:
+            self.state.best_valid, self.state.best_epoch, self.state.bad_epochs = score, record.epoch, 0
+            return True
+        self.state.bad_epochs += 1
+        return False
+
+    # ------------------------------------------------------------------ logging
+    def _write_log(self, record: EpochRecord) -> None:
+        new = not self.log_path.exists()
+        with self.log_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(record.__dict__))
+            if new:
+                writer.writeheader()
+            writer.writerow(record.__dict__)
+        if self._tensorboard is not None:
+            for key, value in record.__dict__.items():
+                if key != "epoch" and value is not None:
+                    self._tensorboard.add_scalar(key, value, record.epoch)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, name: str) -> Path:
+        """Write ``checkpoints/<name>.pt`` atomically with everything needed to resume exactly."""
+        path = self.checkpoint_dir / f"{name}.pt"
+        atomic_torch_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": rng_state(),
+                "train_state": self.state.__dict__,
+            },
+            path,
+        )
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, sampler, random states and progress from ``path``."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"checkpoint {path} does not exist")
+        try:
+            saved = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as exc:  # a truncated or foreign file
+            raise InputError(f"checkpoint {path} cannot be read: {exc}") from None
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved.get("scheduler") is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.sampler.load_state_dict(saved["sampler"])
+        set_rng_state(saved["rng"])
+        self.state = TrainState(**saved["train_state"])
+
+
+def _progress(total: int, description: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _tensorboard_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(path))

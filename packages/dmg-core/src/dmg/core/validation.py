@@ -1,0 +1,51 @@
+"""``dmg validate``: everything that can be checked about a run short of training it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dmg.core.build import build_loss, build_model, load_dataset
+from dmg.core.config import load_config
+from dmg.core.data.batching import make_batch
+from dmg.core.runs import period_data, resolve_device, unit_split
+from dmg.core.training import target_loss
+
+
+def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
+    """Check keys, components, data roles, splits and one forward pass; return a summary."""
+    config = load_config(path, overrides)
+    dataset = load_dataset(config)
+    train_ids, test_ids = unit_split(config, dataset)
+    train_data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    for name in ("valid", "test"):
+        period = getattr(config.data, name)
+        if period is not None:
+            period_data(config, dataset, period, test_ids if name == "test" else train_ids, strict_warmup=False)
+    normalizer = config.data.roles.fit_normalizer(train_data)
+    model = build_model(config).to(resolve_device(config.device))
+    loss_fn = build_loss(config)
+    window = min(config.train.window, train_data.n_time - config.data.warmup)
+    units = np.arange(min(2, train_data.n_units))
+    param = next(iter(model.parameters()))
+    batch = make_batch(
+        train_data, config.data.roles, normalizer, units, 0, window, config.data.warmup, dtype=param.dtype
+    ).to(param.device)
+    with torch.no_grad():
+        loss = float(target_loss(loss_fn, model(batch), batch))
+    n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return "\n".join(
+        [
+            f"config {path}: valid",
+            f"dataset: {dataset.n_units} units, {dataset.n_time} steps ({dataset.dates[0]} to {dataset.dates[-1]})",
+            f"units: {len(train_ids)} train, {len(test_ids)} test; training period {train_data.n_time} steps "
+            f"with {warmup} warm-up",
+            f"physics: {type(model.phy_model).__name__} ({model.phy_model.parameter_spec.n_channels()} raw parameter "
+            f"channels); networks: {', '.join(f'{k}={type(v).__name__}' for k, v in model.networks.items())}; "
+            f"{n_weights} trainable weights",
+            f"one forward pass on {len(units)} units x {window} steps: loss {loss:.4g}",
+        ]
+    )
