@@ -91,6 +91,13 @@ def integration(session: nox.Session) -> None:
     session.run("pytest", str(ROOT / "tests-integration"), *session.posargs)
 
 
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job: train the default model on its embedded data and print its test metrics."""
+    _install(session, list(PACKAGES.values()), extras="")
+    session.run("dmg", "train", str(ROOT / "examples" / "configs" / "quickstart.yaml"), *session.posargs)
+
+
 @nox.session(venv_backend="none")
 def dev(session: nox.Session) -> None:
     """Editable install of every package (with test extras) into ./.venv for contributors."""
