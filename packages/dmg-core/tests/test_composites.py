@@ -66,3 +66,26 @@ def test_ensemble_learns_mixing_weights(reservoir_cls, forcings_factory):
         loss.backward()
         opt.step()
     assert torch.allclose(ens.weights.detach(), torch.tensor([0.7, 0.3]), atol=0.01)
+
+
+def test_composites_build_from_config(reservoir_cls, doubler_cls):
+    from dmg.core import registry
+    from dmg.core.config import resolve_component
+
+    registry.register("dmg.physics", "toy_a", reservoir_cls)
+    registry.register("dmg.physics", "toy_b", doubler_cls)
+    try:
+        spec = {"name": "chain", "members": {"runoff": {"name": "toy_a", "nmul": 2}, "routing": {"name": "toy_b"}}}
+        cls, cfg = resolve_component("dmg.physics", spec, "model.physics")
+        chain = cls.from_config(cfg)
+        assert isinstance(chain, Chain) and chain.nmul == 2 and chain.parameter_spec.names == ("k", "c", "a")
+        spec = {"name": "ensemble", "members": {"x": {"name": "toy_a"}, "y": {"name": "toy_a"}}, "learn_weights": True}
+        cls, cfg = resolve_component("dmg.physics", spec, "model.physics")
+        assert cls.from_config(cfg).weights.requires_grad
+        bad = {"name": "chain", "members": {"runoff": {"name": "toy_a", "nmull": 2}}}
+        cls, cfg = resolve_component("dmg.physics", bad, "model.physics")
+        with pytest.raises(Exception, match=r"model\.physics\.members\.runoff\.nmull"):
+            cls.from_config(cfg)
+    finally:
+        registry.unregister("dmg.physics", "toy_a")
+        registry.unregister("dmg.physics", "toy_b")

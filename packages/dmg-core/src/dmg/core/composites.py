@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from dmg.core.components import ComponentConfig
 from dmg.core.errors import SpecError
 from dmg.core.parameters import ParameterSpec
 from dmg.core.physics import PhysicsModel, ProcessSlot, SlotFiller, TensorDict, WarmupMode, trim_leading
@@ -36,8 +39,33 @@ def _union(groups: Sequence[tuple[Variable, ...]]) -> tuple[Variable, ...]:
     return tuple(seen.values())
 
 
+class CompositeConfig(ComponentConfig):
+    """Options of a composite: its member models, each a registered physics component."""
+
+    members: dict[str, dict[str, Any]] = Field(
+        description="Member name -> physics component ({name: ..., options}), in order."
+    )
+
+
+class EnsembleConfig(CompositeConfig):
+    weights: list[float] | None = Field(None, description="Fixed member weights (normalised); default equal.")
+    learn_weights: bool = Field(False, description="Learn the member weights (softmax of trainable logits).")
+
+
+def _build_members(config: CompositeConfig, path: str) -> dict[str, PhysicsModel]:
+    from dmg.core.config import resolve_component  # the config layer sits above the models
+
+    members = {}
+    for name, spec in config.members.items():
+        cls, cfg = resolve_component("dmg.physics", spec, f"{path}.members.{name}")
+        members[name] = cls.from_config(cfg)
+    return members
+
+
 class _Composite(PhysicsModel):
     """Shared machinery: members, prefixed states, slot delegation."""
+
+    Config: ClassVar[type[ComponentConfig]] = CompositeConfig
 
     def __init__(self, members: dict[str, PhysicsModel], spec: ParameterSpec) -> None:
         nn.Module.__init__(self)
@@ -103,6 +131,11 @@ class Chain(_Composite):
     output replacing an earlier one of the same name.  Later members run inline over
     any warm-up steps the first member still carries, then those steps are dropped.
     """
+
+    @classmethod
+    def from_config(cls, config: CompositeConfig, **context: object) -> Chain:
+        """Build the members from their component configs, in order."""
+        return cls(**_build_members(config, "model.physics"))
 
     def __init__(self, *models: PhysicsModel, **named: PhysicsModel) -> None:
         members = _named_members(models, named)
@@ -170,6 +203,14 @@ class Ensemble(_Composite):
     Parameters of member ``m`` are named ``"m.<param>"``; outputs that every member
     produces are averaged, and each member's own outputs are returned as ``"m.<output>"``.
     """
+
+    Config: ClassVar[type[ComponentConfig]] = EnsembleConfig
+
+    @classmethod
+    def from_config(cls, config: EnsembleConfig, **context: object) -> Ensemble:
+        """Build the members from their component configs."""
+        members = _build_members(config, "model.physics")
+        return cls(weights=config.weights, learn_weights=config.learn_weights, **members)
 
     def __init__(
         self,

@@ -28,6 +28,8 @@ import torch
 from dmg.core import registry
 from dmg.core.build import build_loss, build_model, load_dataset
 from dmg.core.config import Period, RunConfig, dump_config, load_config
+from dmg.core.couplings import CouplingContext
+from dmg.core.data.batch import Batch
 from dmg.core.data.batching import make_batch
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
@@ -272,12 +274,66 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
             },
         }
         predictions[f"{output}_observed"] = observed.astype(np.float32)
+    recovery = parameter_recovery(config, model, normalizer, data, warmup)
+    if recovery:
+        report["parameters"] = recovery
     save_predictions(
         folder.path / f"predictions_{period}", predictions, data.unit_ids, dates, config.output.predictions
     )
     metrics = json.loads(folder.metrics.read_text()) if folder.metrics.is_file() else {}
     metrics[period] = report
     atomic_write_text(folder.metrics, json.dumps(metrics, indent=2))
+    return report
+
+
+TRUE_PREFIX = "true_"
+"""Datasets with known parameters (synthetic twins) store them as attributes ``true_<PARAM>``."""
+
+
+@torch.no_grad()
+def learned_parameters(model: DeltaModel, batch: Batch) -> dict[str, torch.Tensor]:
+    """Physical parameters the model's couplings supply for ``batch`` (before the physics runs)."""
+    ctx = CouplingContext(batch=batch, networks=model.networks, phy_model=model.phy_model)
+    with ctx.stack:
+        for coupling in model.couplings:
+            coupling.before(ctx)
+    return ctx.params
+
+
+def parameter_recovery(
+    config: RunConfig, model: DeltaModel, normalizer: Normalizer, data: ArrayDataset, warmup: int
+) -> dict[str, dict[str, float | None]]:
+    """How well learned parameters match known ones (attributes ``true_<PARAM>``), per parameter.
+
+    A learned value is averaged over components and, for dynamic parameters, over time. Reported:
+    the median absolute error as a fraction of the parameter's range, and the correlation across units.
+    """
+    spec = model.phy_model.parameter_spec
+    known = [p for p in spec if f"{TRUE_PREFIX}{p.name}" in data.attribute_names]
+    if not known:
+        return {}
+    roles = config.data.roles.model_copy(update={"targets": {}})
+    param = next(iter(model.parameters()))
+    units = np.arange(data.n_units)
+    batch = make_batch(data, roles, normalizer, units, 0, data.n_time - warmup, warmup, dtype=param.dtype)
+    learned = learned_parameters(model, batch.to(param.device))
+    report = {}
+    for p in known:
+        if p.name not in learned:
+            continue
+        value = learned[p.name].float()
+        if spec.is_dynamic(p.name) and value.dim() == (3 if p.per_component else 2):
+            value = value.mean(0)
+        if p.per_component:
+            value = value.mean(-1)
+        estimate = value.cpu().numpy()
+        truth = data.attribute(f"{TRUE_PREFIX}{p.name}")
+        width = (p.high - p.low) or 1.0
+        corr = np.corrcoef(estimate, truth)[0, 1] if estimate.std() > 0 and truth.std() > 0 else float("nan")
+        report[p.name] = {
+            "median_abs_error_of_range": float(np.median(np.abs(estimate - truth)) / width),
+            "correlation": _finite_or_none(float(corr)),
+        }
     return report
 
 
@@ -360,4 +416,10 @@ def format_metrics(report: Mapping[str, Any]) -> str:
             med = "n/a" if stats["median"] is None else f"{stats['median']:.4f}"
             mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.4f}"
             lines.append(f"  {metric:<14}{med:>10}{mean:>10}")
+    if report.get("parameters"):
+        lines.append("parameter recovery (learned vs true, component mean):")
+        lines.append(f"  {'parameter':<14}{'|error|/range':>14}{'corr':>8}")
+        for name, entry in report["parameters"].items():
+            corr = "n/a" if entry["correlation"] is None else f"{entry['correlation']:.3f}"
+            lines.append(f"  {name:<14}{entry['median_abs_error_of_range']:>14.3f}{corr:>8}")
     return "\n".join(lines)
