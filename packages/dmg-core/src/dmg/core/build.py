@@ -42,14 +42,16 @@ def build_coupling(cfg: Any) -> Coupling:
 
 
 def network_sizes(cfg: Any, phy_model: PhysicsModel, roles: DataRoles, network_cls: type) -> dict[str, Any]:
-    """``n_inputs``, ``n_outputs`` and ``n_static`` of the network a coupling uses."""
+    """``n_inputs``, ``n_outputs`` and ``n_static`` of the network a coupling uses.
+
+    ``n_inputs`` is the width of the sequence input and ``n_static`` that of the static input; a
+    network reading only one of them takes its size from that one.
+    """
     n_features, n_static = roles.n_sequence_features, roles.n_static_features
     if isinstance(cfg, ParameterLearningConfig):
-        coupling = ParameterLearning(learn=cfg.learn)
         split = getattr(network_cls, "output_kind", "single") == "split"
-        kind = getattr(network_cls, "input_kind", "sequence")
-        n_inputs = n_static if kind == "static" else n_features
-        return {"n_inputs": n_inputs, "n_outputs": coupling.n_outputs(phy_model, split=split), "n_static": n_static}
+        n_outputs = ParameterLearning(learn=cfg.learn).n_outputs(phy_model, split=split)
+        return {"n_inputs": n_features, "n_outputs": n_outputs, "n_static": n_static}
     if isinstance(cfg, ProcessReplacementConfig):
         n_slot = len(phy_model.slot(cfg.slot).inputs)
         return {"n_inputs": n_slot + (n_static if cfg.static_context else 0), "n_outputs": 1, "n_static": 0}

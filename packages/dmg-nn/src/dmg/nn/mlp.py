@@ -1,0 +1,132 @@
+"""The :class:`MLP`: a multilayer perceptron acting pointwise on the last dimension."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from dmg.core.components import NetworkConfig
+from dmg.nn.base import (
+    Activation,
+    Network,
+    activation_layer,
+    check_features,
+    positive_size,
+    single_output,
+    static_input_size,
+)
+
+
+class MLPLayersConfig(NetworkConfig):
+    """The layers of a multilayer perceptron (shared by :class:`MLP` and :class:`~dmg.nn.LSTMMLP`)."""
+
+    hidden_sizes: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [256, 256],
+        description="Width of each hidden layer, in order; [] gives a linear map.",
+    )
+    activation: Activation = Field("relu", description="Activation after each hidden layer.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout probability after each hidden layer.")
+    output_activation: Activation = Field("identity", description="Activation applied to the outputs.")
+
+
+class MLPConfig(MLPLayersConfig):
+    """Options of :class:`MLP`."""
+
+    input_kind: Literal["static", "sequence"] = Field(
+        "static",
+        description="What the network reads when it supplies parameters: 'static' attributes [unit, attributes] "
+        "or the 'sequence' [time, unit, features], mapped step by step.",
+    )
+
+
+def mlp_layers(
+    n_inputs: int,
+    n_outputs: int,
+    hidden_sizes: Sequence[int],
+    activation_name: str,
+    dropout: float,
+) -> nn.Sequential:
+    """``Linear -> activation -> dropout`` per hidden layer, then a linear output layer."""
+    layers: list[nn.Module] = []
+    width = n_inputs
+    for size in hidden_sizes:
+        layers += [nn.Linear(width, size), activation_layer(activation_name)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    layers.append(nn.Linear(width, n_outputs))
+    return nn.Sequential(*layers)
+
+
+class MLP(Network):
+    """Multilayer perceptron mapping ``[..., n_inputs]`` to ``[..., n_outputs]``.
+
+    Being pointwise, it maps static attributes ``[unit, attributes]`` (the default
+    ``input_kind``), each step of a sequence ``[time, unit, features]``, or the
+    ``[unit, nmul, inputs]`` values of a process slot alike.
+
+    Parameters
+    ----------
+    n_inputs
+        Input features (last dimension).
+    n_outputs
+        Output features.
+    hidden_sizes, activation, dropout, output_activation, input_kind
+        See :class:`MLPConfig`.
+
+    Examples
+    --------
+    >>> net = MLP(n_inputs=4, n_outputs=2, hidden_sizes=[8])
+    >>> net(torch.zeros(10, 4)).shape
+    torch.Size([10, 2])
+    """
+
+    input_kind = "static"
+    output_kind = "single"
+    pointwise = True
+    Config = MLPConfig
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        *,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        output_activation: str = "identity",
+        input_kind: Literal["static", "sequence"] = "static",
+    ) -> None:
+        super().__init__()
+        who = type(self).__name__
+        self.n_inputs = positive_size(who, "n_inputs", n_inputs)
+        self.n_outputs = single_output(who, n_outputs)
+        self.input_kind = input_kind
+        self.layers = mlp_layers(self.n_inputs, self.n_outputs, list(hidden_sizes), activation, dropout)
+        self.output_activation = activation_layer(output_activation)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: MLPConfig | Mapping[str, Any] | None,
+        *,
+        n_inputs: int,
+        n_outputs: int | tuple[int, int],
+        n_static: int = 0,
+    ) -> MLP:
+        """Build from :class:`MLPConfig`; with ``input_kind='static'`` the input size is ``n_static`` if given."""
+        cfg = cls.validate_config(config)
+        size = static_input_size(cls.__name__, n_inputs, n_static) if cfg.input_kind == "static" else n_inputs
+        return cls(size, n_outputs, **cfg.model_dump())  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``x`` ``[..., n_inputs]`` to ``[..., n_outputs]``."""
+        check_features(type(self).__name__, x, self.n_inputs)
+        return self.output_activation(self.layers(x))
+
+    def extra_repr(self) -> str:
+        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, input_kind={self.input_kind!r}"

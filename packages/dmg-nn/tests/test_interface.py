@@ -1,0 +1,82 @@
+"""The interface every network follows: registry names, configs, sizes from the run, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmg.core import Batch
+from dmg.core.couplings import call_network
+from dmg.core.errors import ConfigError, ShapeError, SpecError
+from dmg.core.registry import entries, get
+from dmg.nn import KAN, LSTM, MLP, NETWORKS, TCN, Transformer
+from dmg.nn.base import Network
+
+
+def test_every_network_is_registered_under_its_name() -> None:
+    for name, cls in NETWORKS.items():
+        assert get("dmg.nn", name) is cls, f"dmg.nn entry point {name!r} does not load {cls.__name__}"
+
+
+def test_the_package_registers_exactly_the_zoo() -> None:
+    ours = {name for name, entry in entries("dmg.nn").items() if entry.distribution == "dmg-nn"}
+    assert ours == set(NETWORKS)
+
+
+@pytest.mark.parametrize("cls", NETWORKS.values(), ids=list(NETWORKS))
+def test_every_network_builds_from_its_defaults(cls: type[Network]) -> None:
+    n_outputs = (2, 3) if cls.output_kind == "split" else 3
+    net = cls.from_config(cls.Config(), n_inputs=4, n_outputs=n_outputs, n_static=3)
+    assert isinstance(net, Network) and type(net).output_kind == cls.output_kind
+
+
+def test_a_config_mapping_is_validated_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"invalid LSTM config: hidden_sise: Extra inputs are not permitted"):
+        LSTM.from_config({"hidden_sise": 8}, n_inputs=3, n_outputs=1)
+    with pytest.raises(ConfigError, match=r"lstm\.hidden_size: Input should be greater than or equal to 1"):
+        NETWORKS["lstm_mlp"].from_config({"lstm": {"hidden_size": 0}}, n_inputs=3, n_outputs=(1, 1), n_static=2)
+    with pytest.raises(ConfigError, match="LSTM takes a LSTMConfig, got a MLPConfig"):
+        LSTM.from_config(MLP.Config(), n_inputs=3, n_outputs=1)
+
+
+def test_sizes_come_from_the_run() -> None:
+    net = LSTM.from_config({"hidden_size": 8}, n_inputs=5, n_outputs=7)
+    assert (net.n_inputs, net.n_outputs) == (5, 7)
+    with pytest.raises(SpecError, match="LSTM: n_inputs must be a positive integer, got 0"):
+        LSTM.from_config({}, n_inputs=0, n_outputs=1)
+    with pytest.raises(SpecError, match="LSTM returns one output tensor"):
+        LSTM.from_config({}, n_inputs=3, n_outputs=(1, 2))
+
+
+@pytest.mark.parametrize("cls", [MLP, KAN])
+def test_static_networks_read_their_input_size_from_n_static(cls: type[Network]) -> None:
+    cfg = {"hidden_sizes": [4]}
+    assert cls.from_config(cfg, n_inputs=6, n_outputs=2, n_static=3).n_inputs == 3
+    assert cls.from_config(cfg, n_inputs=6, n_outputs=2).n_inputs == 6
+    on_sequence = cls.from_config({**cfg, "input_kind": "sequence"}, n_inputs=6, n_outputs=2, n_static=3)
+    assert on_sequence.n_inputs == 6 and on_sequence.input_kind == "sequence"
+
+
+def test_call_network_feeds_each_kind_its_inputs() -> None:
+    batch = Batch(forcings={"P": torch.zeros(7, 4)}, nn_inputs=torch.randn(7, 4, 5), static_inputs=torch.randn(4, 2))
+    static_mlp = MLP(2, 3, hidden_sizes=[4])
+    sequence_mlp = MLP(5, 3, hidden_sizes=[4], input_kind="sequence")
+    assert call_network(static_mlp, batch).shape == (4, 3)
+    assert call_network(sequence_mlp, batch).shape == (7, 4, 3)
+    dynamic, static = call_network(NETWORKS["lstm_mlp"](5, 2, (1, 2), lstm={"hidden_size": 4}), batch)
+    assert dynamic.shape == (7, 4, 1) and static.shape == (4, 2)
+
+
+@pytest.mark.parametrize(
+    ("net", "bad", "message"),
+    [
+        (LSTM(3, 1, hidden_size=4), torch.zeros(5, 2, 4), r"LSTM expects x of shape \[time, unit, 3\]"),
+        (LSTM(3, 1, hidden_size=4), torch.zeros(2, 3), r"got \(2, 3\)"),
+        (Transformer(3, 1, d_model=4, n_heads=2), torch.zeros(5, 2, 2), r"Transformer expects x"),
+        (TCN(3, 1, hidden_size=4), torch.zeros(0, 2, 3), r"TCN expects x of shape \[time, unit, 3\]"),
+        (MLP(3, 1), torch.zeros(4, 2), r"MLP expects inputs of shape \[\.\.\., 3\], got \(4, 2\)"),
+    ],
+)
+def test_wrong_inputs_are_named(net: Network, bad: torch.Tensor, message: str) -> None:
+    with pytest.raises(ShapeError, match=message):
+        net(bad)
