@@ -82,8 +82,12 @@ class Network(nn.Module):
         n_outputs: int | tuple[int, int],
         n_static: int = 0,
     ) -> Network:
-        """Build the network from its ``Config`` and the sizes the run determines."""
-        raise NotImplementedError(f"{cls.__name__} must implement from_config")
+        """Build the network from its ``Config`` and the sizes the run determines.
+
+        The default suits sequence networks, ``cls(n_inputs, n_outputs, **options)``; networks
+        that also read static attributes override it.
+        """
+        return cls(n_inputs, n_outputs, **cls.validate_config(config).model_dump())
 
     @classmethod
     def validate_config(cls, config: NetworkConfig | Mapping[str, Any] | None) -> Any:
@@ -101,6 +105,39 @@ class Network(nn.Module):
                 f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
             )
             raise ConfigError(f"invalid {cls.__name__} config: {problems}") from exc
+
+
+class PointwiseNetwork(Network):
+    """A network mapping the last dimension of ``[..., features]``: reads static attributes by
+    default (``input_kind="static"``) or each time step of a sequence (``input_kind="sequence"``).
+
+    Subclasses build ``self.layers`` and ``self.output_activation`` in ``__init__``.
+    """
+
+    input_kind: InputKind = "static"
+    pointwise: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(
+        cls,
+        config: NetworkConfig | Mapping[str, Any] | None,
+        *,
+        n_inputs: int,
+        n_outputs: int | tuple[int, int],
+        n_static: int = 0,
+    ) -> Network:
+        """Build from ``Config``; with ``input_kind='static'`` the input size is ``n_static`` if given."""
+        cfg = cls.validate_config(config)
+        size = static_input_size(cls.__name__, n_inputs, n_static) if cfg.input_kind == "static" else n_inputs
+        return cls(size, n_outputs, **cfg.model_dump())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``x`` ``[..., n_inputs]`` to ``[..., n_outputs]``."""
+        check_features(type(self).__name__, x, self.n_inputs)
+        return self.output_activation(self.layers(x))
+
+    def extra_repr(self) -> str:
+        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, input_kind={self.input_kind!r}"
 
 
 # ------------------------------------------------------------------ sizes

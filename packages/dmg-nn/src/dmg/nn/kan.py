@@ -13,8 +13,8 @@ B-splines vanish and only the ``base`` term remains, so inputs should be normali
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -24,12 +24,10 @@ from dmg.core.components import NetworkConfig
 from dmg.core.errors import SpecError
 from dmg.nn.base import (
     Activation,
-    Network,
+    PointwiseNetwork,
     activation_layer,
-    check_features,
     positive_size,
     single_output,
-    static_input_size,
 )
 
 Basis = Literal["bspline", "rbf"]
@@ -140,7 +138,7 @@ class KANLayer(nn.Module):
         return self.base(self.base_activation(x)) + spline
 
 
-class KAN(Network):
+class KAN(PointwiseNetwork):
     """Kolmogorov–Arnold network mapping ``[..., n_inputs]`` to ``[..., n_outputs]`` pointwise.
 
     A stack of :class:`KANLayer` of widths ``n_inputs -> *hidden_sizes -> n_outputs``.
@@ -195,25 +193,3 @@ class KAN(Network):
             *(KANLayer(n_in, n_out, make_basis(), base_activation) for n_in, n_out in itertools.pairwise(widths))
         )
         self.output_activation = activation_layer(output_activation)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: KANConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> KAN:
-        """Build from :class:`KANConfig`; with ``input_kind='static'`` the input size is ``n_static`` if given."""
-        cfg = cls.validate_config(config)
-        size = static_input_size(cls.__name__, n_inputs, n_static) if cfg.input_kind == "static" else n_inputs
-        return cls(size, n_outputs, **cfg.model_dump())  # type: ignore[arg-type]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``x`` ``[..., n_inputs]`` to ``[..., n_outputs]``."""
-        check_features(type(self).__name__, x, self.n_inputs)
-        return self.output_activation(self.layers(x))
-
-    def extra_repr(self) -> str:
-        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, input_kind={self.input_kind!r}"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
 
 import torch
 from pydantic import Field
@@ -101,18 +99,6 @@ class LSTM(Network):
         self.dropout = dropout_layer(dropout)
         self.head = nn.Linear(hidden_size, self.n_outputs)
         self.output_activation = activation_layer(output_activation)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: LSTMConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> LSTM:
-        """Build from :class:`LSTMConfig`; ``n_static`` is unused (append attributes to ``x``)."""
-        return cls(n_inputs, n_outputs, **cls.validate_config(config).model_dump())  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""

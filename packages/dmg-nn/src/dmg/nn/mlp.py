@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
-import torch
 from pydantic import Field
 from torch import nn
 
 from dmg.core.components import NetworkConfig
 from dmg.nn.base import (
     Activation,
-    Network,
+    PointwiseNetwork,
     activation_layer,
-    check_features,
     positive_size,
     single_output,
-    static_input_size,
 )
 
 
@@ -62,7 +59,7 @@ def mlp_layers(
     return nn.Sequential(*layers)
 
 
-class MLP(Network):
+class MLP(PointwiseNetwork):
     """Multilayer perceptron mapping ``[..., n_inputs]`` to ``[..., n_outputs]``.
 
     Being pointwise, it maps static attributes ``[unit, attributes]`` (the default
@@ -108,25 +105,3 @@ class MLP(Network):
         self.input_kind = input_kind
         self.layers = mlp_layers(self.n_inputs, self.n_outputs, list(hidden_sizes), activation, dropout)
         self.output_activation = activation_layer(output_activation)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: MLPConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> MLP:
-        """Build from :class:`MLPConfig`; with ``input_kind='static'`` the input size is ``n_static`` if given."""
-        cfg = cls.validate_config(config)
-        size = static_input_size(cls.__name__, n_inputs, n_static) if cfg.input_kind == "static" else n_inputs
-        return cls(size, n_outputs, **cfg.model_dump())  # type: ignore[arg-type]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``x`` ``[..., n_inputs]`` to ``[..., n_outputs]``."""
-        check_features(type(self).__name__, x, self.n_inputs)
-        return self.output_activation(self.layers(x))
-
-    def extra_repr(self) -> str:
-        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, input_kind={self.input_kind!r}"

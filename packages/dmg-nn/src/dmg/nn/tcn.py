@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import torch
 from pydantic import Field
 from torch import nn
@@ -111,18 +108,6 @@ class TCN(Network):
     def receptive_field(self) -> int:
         """Number of steps (the current one included) an output depends on."""
         return 1 + 2 * (self.kernel_size - 1) * (2**self.num_levels - 1)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: TCNConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> TCN:
-        """Build from :class:`TCNConfig`; ``n_static`` is unused (append attributes to ``x``)."""
-        return cls(n_inputs, n_outputs, **cls.validate_config(config).model_dump())  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -114,18 +113,6 @@ class Transformer(Network):
         self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.head = nn.Linear(d_model, self.n_outputs)
         self.output_activation = activation_layer(output_activation)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: TransformerConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> Transformer:
-        """Build from :class:`TransformerConfig`; ``n_static`` is unused (append attributes to ``x``)."""
-        return cls(n_inputs, n_outputs, **cls.validate_config(config).model_dump())  # type: ignore[arg-type]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""
