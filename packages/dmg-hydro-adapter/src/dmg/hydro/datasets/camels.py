@@ -242,6 +242,10 @@ def _gauge_hint(gauge: str, known: Sequence[str]) -> str:
     return text
 
 
+ALL_GAUGES = "all"
+"""The ``gauges`` value that selects every gauge found under the root."""
+
+
 class CamelsUS(CachedDataset):
     """CAMELS-US basin-mean forcings, streamflow and attributes as an :class:`~dmg.core.data.ArrayDataset`.
 
@@ -264,8 +268,9 @@ class CamelsUS(CachedDataset):
 
         root: str = Field(description="The CAMELS-US folder holding basin_mean_forcing/, usgs_streamflow/, ...")
         gauges: list[str] | str = Field(
-            description="Gauge ids as quoted strings (leading zeros kept), or a text file with one id per line "
-            "('#' starts a comment; a relative path is tried from the working directory, then from root)."
+            description="Gauge ids as quoted strings (leading zeros kept), a text file with one id per line "
+            "('#' starts a comment; a relative path is tried from the working directory, then from root), or "
+            "'all': every gauge with both a forcing and a streamflow file under root."
         )
         forcing: Literal["daymet", "maurer", "nldas"] = Field("daymet", description="Forcing product.")
         start: dt.date | None = Field(None, description="First date; default: latest first date over the gauges.")
@@ -317,7 +322,7 @@ class CamelsUS(CachedDataset):
         return Path(self.config.root).expanduser()
 
     def _gauge_file(self) -> Path | None:
-        if not isinstance(self.config.gauges, str):
+        if not isinstance(self.config.gauges, str) or self.config.gauges == ALL_GAUGES:
             return None
         path = Path(self.config.gauges).expanduser()
         if not path.is_absolute() and not path.is_file() and (self.root / path).is_file():
@@ -329,6 +334,8 @@ class CamelsUS(CachedDataset):
 
     def gauge_ids(self) -> list[str]:
         """The requested gauge ids, in order, as text."""
+        if self.config.gauges == ALL_GAUGES:
+            return self.locate()[0]
         path = self._gauge_file()
         if path is None:
             ids = [str(g).strip() for g in self.config.gauges]
@@ -372,11 +379,18 @@ class CamelsUS(CachedDataset):
         InputError
             Naming the missing folder, or the gauge without a file (with the closest id).
         """
-        gauges = self.gauge_ids()
         forcing_dir = self._folder(FORCING_DIR, self.config.forcing)
         flow_dir = self._folder(STREAMFLOW_DIR)
         forcing = self._index(forcing_dir, FORCING_GLOB, f"{self.config.forcing} forcing")
         flows = self._index(flow_dir, STREAMFLOW_GLOB, "streamflow")
+        if self.config.gauges == ALL_GAUGES:
+            gauges = sorted(set(forcing) & set(flows))
+            if not gauges:
+                raise InputError(
+                    f"gauges: 'all' found no gauge with both a forcing file and a streamflow file in {self.root}"
+                )
+        else:
+            gauges = self.gauge_ids()
         for gauge in gauges:
             if gauge not in forcing:
                 raise InputError(
