@@ -117,3 +117,13 @@ def test_validate_reports_missing_unknown_and_shape():
         s.validate({**good, "zz": torch.zeros(3, 2)}, 5, 3)
     with pytest.raises(ShapeError, match="'route'"):
         s.validate({**good, "route": torch.zeros(3, 2)}, 5, 3)
+
+
+def test_from_raw_reads_dynamic_channels_in_place_for_both_layouts():
+    for layout in ("parameter_major", "component_major"):
+        s = spec(nmul=3, dynamic=("b", "route"), layout=layout)
+        raw = torch.randn(6, 4, s.n_channels())
+        full = s.unpack(raw, s.parameters)  # every channel of every step
+        out = s.from_raw(raw)
+        assert torch.equal(out["b"], full["b"]) and torch.equal(out["route"], full["route"])
+        assert torch.equal(out["a"], full["a"][-1]) and torch.equal(out["c"], full["c"][-1])

@@ -167,7 +167,7 @@ def _schema(args: argparse.Namespace) -> int:
     if args.output:
         from dmg.core.io import atomic_write_text
 
-        atomic_write_text(Path(args.output), text + "\n")
+        atomic_write_text(Path(args.output), text if text.endswith("\n") else text + "\n")
     else:
         print(text)
     return 0

@@ -315,16 +315,32 @@ class ParameterSpec:
         """
         if raw.dim() != 3:
             raise ShapeError(f"raw parameters must be [time, unit, channels], got shape {tuple(raw.shape)}")
-        values = self.unpack(raw, self.parameters, transform=transform)
+        # Transform only what is used: one step for static values, the dynamic channels' series.
+        at_step = self.unpack(raw[static_step], self.parameters, transform=transform)
         n_time = raw.shape[0]
         out: dict[str, torch.Tensor] = {}
-        for name, value in values.items():
-            at_step = value[static_step]
-            if name in self.dynamic:
-                out[name] = at_step.expand(n_time, *at_step.shape) if hold_dynamic else value
-            else:
-                out[name] = at_step
+        for name, value in at_step.items():
+            out[name] = value.expand(n_time, *value.shape) if name in self.dynamic and hold_dynamic else value
+        if self.dynamic and not hold_dynamic:
+            dynamic = self.dynamic_parameters
+            index = torch.tensor(self.channel_index(dynamic), device=raw.device)
+            out.update(self.unpack(raw.index_select(-1, index), dynamic, transform=transform))
         return out
+
+    def channel_index(self, params: Sequence[Parameter]) -> list[int]:
+        """Positions, in a raw tensor holding every parameter, of the channels of ``params``,
+        in the order :meth:`unpack` reads them for those parameters."""
+        everything = self._ordered(self.parameters)
+        per_all = [p.name for p in everything if p.per_component]
+        shared_all = [p.name for p in everything if not p.per_component]
+        chosen = self._ordered(params)
+        per = [per_all.index(p.name) for p in chosen if p.per_component]
+        shared = [len(per_all) * self.nmul + shared_all.index(p.name) for p in chosen if not p.per_component]
+        if self.layout == "parameter_major":
+            block = [i * self.nmul + k for i in per for k in range(self.nmul)]
+        else:
+            block = [k * len(per_all) + i for k in range(self.nmul) for i in per]
+        return block + shared
 
     def from_split(
         self,
