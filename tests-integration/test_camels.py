@@ -24,13 +24,22 @@ def test_dhbv_on_camels_sample_reaches_skill_in_the_test_year(tmp_path, capsys):
     if not SAMPLE.is_dir():
         pytest.skip(f"CAMELS sample not found at {SAMPLE}")
     run = tmp_path / "run"
-    code = main([
-        "train", str(CONFIG), "--run-dir", str(run),
-        "--set", f"data.dataset.root={SAMPLE}",
-        "--set", f"data.dataset.cache_dir={tmp_path / 'cache'}",
-        "--set", "device=cpu",
-        "--set", "train.progress=false",
-    ])
+    code = main(
+        [
+            "train",
+            str(CONFIG),
+            "--run-dir",
+            str(run),
+            "--set",
+            f"data.dataset.root={SAMPLE}",
+            "--set",
+            f"data.dataset.cache_dir={tmp_path / 'cache'}",
+            "--set",
+            "device=cpu",
+            "--set",
+            "train.progress=false",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     report = json.loads((run / "metrics.json").read_text())["test"]
     assert (report["start"], report["end"]) == ("2002-01-01", "2002-12-31")

@@ -18,6 +18,5 @@ def test_configuration_reference_is_current():
     from dmg.core.docs import configuration_reference
 
     current = (ROOT / "docs" / "configuration.md").read_text()
-    assert current == configuration_reference(), (
-        "docs/configuration.md is out of date: regenerate it with `dmg schema --markdown --output docs/configuration.md`"
-    )
+    regenerate = "dmg schema --markdown --output docs/configuration.md"
+    assert current == configuration_reference(), f"docs/configuration.md is out of date: run `{regenerate}`"

@@ -40,7 +40,9 @@ def test_quickstart_cli_train_evaluate_simulate(tmp_path):
     run = tmp_path / "run"
     result = subprocess.run(
         [sys.executable, "-m", "dmg.core.cli", "train", str(QUICKSTART), "--run-dir", str(run), *sets(SMALL)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "nse" in result.stdout and "parameter recovery" in result.stdout
@@ -48,7 +50,9 @@ def test_quickstart_cli_train_evaluate_simulate(tmp_path):
     assert set(report["parameters"]) >= {"BETA", "FC", "route_a"}
     result = subprocess.run(
         [sys.executable, "-m", "dmg.core.cli", "simulate", str(run), "--start", "2001-01-01", "--name", "s"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert any((run / "simulations").glob("s.*"))
@@ -57,7 +61,10 @@ def test_quickstart_cli_train_evaluate_simulate(tmp_path):
 def test_cli_errors_have_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "dmg.core.cli", "train", str(QUICKSTART), "--set", "train.optimiser.lr=0.1"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "did you mean 'train.optimizer'" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -151,6 +152,10 @@ def test_train_evaluate_simulate_end_to_end(setup, capsys):
     metrics = json.loads((run / "metrics.json").read_text())["test"]["targets"]["Q"]
     assert metrics["summary"]["nse"]["median"] > 0.8
     assert set(metrics["per_unit"]) == {f"unit{i:02d}" for i in range(8)}
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (run / "plots" / "test_metric_cdf.png").is_file()
+        assert (run / "plots" / "test_series_unit00.png").is_file()
+        assert (run / "plots" / "test_parameters.png").is_file()
     saved = np.load(run / "predictions_test.npz")
     assert saved["Q"].shape == (183, 8) and str(saved["dates"][0]) == "2002-07-01"
 

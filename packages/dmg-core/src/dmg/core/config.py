@@ -247,6 +247,8 @@ class EvaluateConfig(Section):
     )
     units_per_batch: int = Field(256, ge=1, description="Units simulated at once.")
     checkpoint: Literal["best", "last"] = Field("best", description="Which checkpoint to evaluate.")
+    plots: bool = Field(True, description="Write plots to the run folder (needs matplotlib; skipped without it).")
+    plot_units: int = Field(12, ge=0, description="Units whose hydrographs are plotted (the first ones).")
 
 
 class OutputConfig(Section):

@@ -38,6 +38,8 @@ from dmg.core.data.splits import holdout_units, kfold_units, split_time
 from dmg.core.errors import ConfigError, InputError
 from dmg.core.io import atomic_open, atomic_write_text
 from dmg.core.model import DeltaModel
+from dmg.core.parameters import ParameterSpec
+from dmg.core.plots import write_plots
 from dmg.core.training import Trainer, seed_everything
 
 CONFIG_FILE = "config.yaml"
@@ -274,9 +276,21 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
             },
         }
         predictions[f"{output}_observed"] = observed.astype(np.float32)
-    recovery = parameter_recovery(config, model, normalizer, data, warmup)
+    learned = learned_parameter_summary(config, model, normalizer, data, warmup)
+    recovery = parameter_recovery(model.phy_model.parameter_spec, learned, data)
     if recovery:
         report["parameters"] = recovery
+    if config.evaluate.plots:
+        write_plots(
+            folder.path / "plots",
+            period,
+            predictions,
+            data.unit_ids,
+            dates,
+            report,
+            learned,
+            config.evaluate.plot_units,
+        )
     save_predictions(
         folder.path / f"predictions_{period}", predictions, data.unit_ids, dates, config.output.predictions
     )
@@ -300,37 +314,44 @@ def learned_parameters(model: DeltaModel, batch: Batch) -> dict[str, torch.Tenso
     return ctx.params
 
 
-def parameter_recovery(
+def learned_parameter_summary(
     config: RunConfig, model: DeltaModel, normalizer: Normalizer, data: ArrayDataset, warmup: int
-) -> dict[str, dict[str, float | None]]:
-    """How well learned parameters match known ones (attributes ``true_<PARAM>``), per parameter.
-
-    A learned value is averaged over components and, for dynamic parameters, over time. Reported:
-    the median absolute error as a fraction of the parameter's range, and the correlation across units.
-    """
+) -> dict[str, np.ndarray]:
+    """Each learned parameter per unit ``[unit]``: averaged over components and, if dynamic, over time."""
     spec = model.phy_model.parameter_spec
-    known = [p for p in spec if f"{TRUE_PREFIX}{p.name}" in data.attribute_names]
-    if not known:
-        return {}
     roles = config.data.roles.model_copy(update={"targets": {}})
     param = next(iter(model.parameters()))
     units = np.arange(data.n_units)
     batch = make_batch(data, roles, normalizer, units, 0, data.n_time - warmup, warmup, dtype=param.dtype)
-    learned = learned_parameters(model, batch.to(param.device))
-    report = {}
-    for p in known:
-        if p.name not in learned:
-            continue
-        value = learned[p.name].float()
-        if spec.is_dynamic(p.name) and value.dim() == (3 if p.per_component else 2):
+    summary = {}
+    for name, value in learned_parameters(model, batch.to(param.device)).items():
+        p = spec[name]
+        value = value.float()
+        if spec.is_dynamic(name) and value.dim() == (3 if p.per_component else 2):
             value = value.mean(0)
         if p.per_component:
             value = value.mean(-1)
-        estimate = value.cpu().numpy()
-        truth = data.attribute(f"{TRUE_PREFIX}{p.name}")
-        width = (p.high - p.low) or 1.0
+        summary[name] = value.cpu().numpy()
+    return summary
+
+
+def parameter_recovery(
+    spec: ParameterSpec, learned: Mapping[str, np.ndarray], data: ArrayDataset
+) -> dict[str, dict[str, float | None]]:
+    """How well learned parameters (see :func:`learned_parameter_summary`) match known ones.
+
+    Known values are attributes ``true_<PARAM>`` of the dataset (synthetic twins have them). Reported
+    per parameter: the median absolute error as a fraction of the parameter's range, and the
+    correlation across units.
+    """
+    report = {}
+    for name, estimate in learned.items():
+        if f"{TRUE_PREFIX}{name}" not in data.attribute_names:
+            continue
+        truth = data.attribute(f"{TRUE_PREFIX}{name}")
+        width = (spec[name].high - spec[name].low) or 1.0
         corr = np.corrcoef(estimate, truth)[0, 1] if estimate.std() > 0 and truth.std() > 0 else float("nan")
-        report[p.name] = {
+        report[name] = {
             "median_abs_error_of_range": float(np.median(np.abs(estimate - truth)) / width),
             "correlation": _finite_or_none(float(corr)),
         }
