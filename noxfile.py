@@ -6,6 +6,7 @@
     nox -s integration            cross-package and end-to-end tests
     nox -s lint                   ruff
     nox -s demo                   the main job: train the embedded default model and print its metrics
+    nox -s hydrodl2               parity of the HBV models with an installed hydrodl2 on fresh inputs
 
 Every environment is built with ``-c constraints/dev.txt`` so torch stays pinned to the CPU build.
 """
@@ -89,6 +90,15 @@ def integration(session: nox.Session) -> None:
     """Cross-package and end-to-end tests with every package installed."""
     _install(session, list(PACKAGES.values()))
     session.run("pytest", str(ROOT / "tests-integration"), *session.posargs)
+
+
+@nox.session
+def hydrodl2(session: nox.Session) -> None:
+    """Our HBV models against an installed hydrodl2 on fresh random inputs (the published implementation;
+    non-commercial licence, so never a dependency and not part of the default test run)."""
+    _install(session, _local_closure("dmg-hydro-adapter"))
+    session.install(*CONSTRAINTS, "hydrodl2==1.4.0")
+    session.run("pytest", str(ROOT / "packages" / "dmg-hydro-adapter" / "tests" / "test_hydrodl2_adapter.py"))
 
 
 @nox.session
