@@ -22,7 +22,7 @@ from dmg.core.components import ComponentConfig
 from dmg.core.errors import ShapeError
 
 
-def _masked(
+def masked_pair(
     prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flatten to ``[time, unit]`` and return prediction and target zeroed where invalid, plus the mask.
@@ -44,14 +44,14 @@ def _masked(
     return torch.where(valid, prediction, 0.0), torch.where(valid, target, 0.0), valid
 
 
-def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x)`` for ``x >= 0`` that is exactly 0 with a zero (not NaN) gradient at ``x = 0``."""
     positive = x > 0
     return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
 
 
-class _Loss(nn.Module):
-    """Shared ``Config``/``from_config`` plumbing."""
+class Loss(nn.Module):
+    """Base class of losses: ``Config``/``from_config`` plumbing; subclasses set ``Config`` and ``forward``."""
 
     class Config(ComponentConfig):
         """Options of a loss."""
@@ -71,7 +71,7 @@ class _Loss(nn.Module):
         return cls.Config.model_validate(config)
 
     @classmethod
-    def from_config(cls, config: ComponentConfig | dict[str, Any] | None = None, **context: Any) -> _Loss:
+    def from_config(cls, config: ComponentConfig | dict[str, Any] | None = None, **context: Any) -> Loss:
         """Build from a ``Config`` (or a dict of its fields); ``context`` is accepted and unused."""
         return cls(cls._validate(config if config is not None else {}))
 
@@ -79,29 +79,29 @@ class _Loss(nn.Module):
         return ", ".join(f"{k}={v}" for k, v in self.config.model_dump().items())
 
 
-class MSELoss(_Loss):
+class MSELoss(Loss):
     """Mean squared error over all valid (unit, step) pairs, in target units squared."""
 
     class Config(ComponentConfig):
         """Options of :class:`MSELoss` (none)."""
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        p, t, valid = _masked(prediction, target, mask)
+        p, t, valid = masked_pair(prediction, target, mask)
         return ((p - t) ** 2).sum() / valid.sum().clamp(min=1)
 
 
-class RMSELoss(_Loss):
+class RMSELoss(Loss):
     """Root mean squared error over all valid (unit, step) pairs, in target units."""
 
     class Config(ComponentConfig):
         """Options of :class:`RMSELoss` (none)."""
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        p, t, valid = _masked(prediction, target, mask)
-        return _safe_sqrt(((p - t) ** 2).sum() / valid.sum().clamp(min=1))
+        p, t, valid = masked_pair(prediction, target, mask)
+        return safe_sqrt(((p - t) ** 2).sum() / valid.sum().clamp(min=1))
 
 
-class NSELoss(_Loss):
+class NSELoss(Loss):
     """``1 - NSE`` averaged over units, each normalised by its target variance in the batch.
 
     For unit ``j`` with valid steps ``V_j``::
@@ -119,7 +119,7 @@ class NSELoss(_Loss):
         eps: float = Field(0.1, ge=0.0, description="Added to each unit's target variance (target units squared).")
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        p, t, valid = _masked(prediction, target, mask)
+        p, t, valid = masked_pair(prediction, target, mask)
         n = valid.sum(0)
         used = n >= 2
         n_safe = n.clamp(min=1).to(p.dtype)
@@ -130,7 +130,7 @@ class NSELoss(_Loss):
         return torch.where(used, per_unit, 0.0).sum() / used.sum().clamp(min=1)
 
 
-class KGELoss(_Loss):
+class KGELoss(Loss):
     """``1 - KGE`` averaged over units (units with fewer than two valid steps are left out).
 
     ``KGE = 1 - √((r-1)² + (α-1)² + (β-1)²)`` with ``r`` the correlation, ``α = σ_p/σ_t``
@@ -144,7 +144,7 @@ class KGELoss(_Loss):
         eps: float = Field(1e-6, gt=0.0, description="Added to variances and to the target mean (target units).")
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        p, t, valid = _masked(prediction, target, mask)
+        p, t, valid = masked_pair(prediction, target, mask)
         n = valid.sum(0)
         used = n >= 2
         eps = self.config.eps
@@ -157,5 +157,5 @@ class KGELoss(_Loss):
         r = (dp * dt).sum(0) / n_safe / (std_p * std_t)
         alpha = std_p / std_t
         beta = mean_p / (mean_t + eps)
-        distance = _safe_sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
+        distance = safe_sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
         return torch.where(used, distance, 0.0).sum() / used.sum().clamp(min=1)

@@ -16,74 +16,19 @@ gradient, never NaN.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
-from torch import nn
 
 from dmg.core.components import ComponentConfig
 from dmg.core.errors import ShapeError
+from dmg.core.losses import Loss, masked_pair, safe_sqrt
 
 __all__ = ["NSEBatchLoss", "RMSECombinedLoss"]
 
 
-def _valid(
-    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``[time, unit]`` prediction and target set to 0 where invalid (before any arithmetic, so no
-    NaN reaches the backward pass), and the validity mask."""
-    if prediction.shape != target.shape:
-        raise ShapeError(
-            f"prediction has shape {tuple(prediction.shape)} but target {tuple(target.shape)}; "
-            "both must be [time, unit]"
-        )
-    if prediction.ndim == 0:
-        raise ShapeError("losses need a time axis: got 0-d inputs")
-    prediction = prediction.reshape(prediction.shape[0], -1)
-    target = target.to(prediction).reshape(target.shape[0], -1)
-    valid = torch.isfinite(target)
-    if mask is not None:
-        valid = valid & mask.reshape(valid.shape).to(torch.bool)
-    return torch.where(valid, prediction, 0.0), torch.where(valid, target, 0.0), valid
-
-
-def _sqrt0(x: torch.Tensor) -> torch.Tensor:
-    """``sqrt(x)`` for ``x >= 0``, exactly 0 with a zero (not infinite) gradient at 0."""
-    positive = x > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
-
-
-class _Loss(nn.Module):
-    """``Config``/``from_config`` plumbing shared by the losses."""
-
-    class Config(ComponentConfig):
-        """Options of a loss."""
-
-    def __init__(self, config: ComponentConfig | None = None, **options: Any) -> None:
-        super().__init__()
-        if config is not None and options:
-            raise TypeError("give either a Config or keyword options, not both")
-        self.config = self._validate(config if config is not None else options)
-
-    @classmethod
-    def _validate(cls, config: ComponentConfig | dict[str, Any]) -> Any:
-        if isinstance(config, cls.Config):
-            return config
-        if isinstance(config, ComponentConfig):
-            config = config.model_dump()
-        return cls.Config.model_validate(config)
-
-    @classmethod
-    def from_config(cls, config: ComponentConfig | dict[str, Any] | None = None, **context: Any) -> _Loss:
-        """Build from a ``Config`` (or a dict of its fields); ``context`` is accepted and unused."""
-        return cls(cls._validate(config if config is not None else {}))
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config.model_dump().items())
-
-
-class NSEBatchLoss(_Loss):
+class NSEBatchLoss(Loss):
     """NSE* (Kratzert et al., 2019, HESS 23:5089): squared errors scaled by each unit's flow spread.
 
     ::
@@ -116,12 +61,12 @@ class NSEBatchLoss(_Loss):
         mask: torch.Tensor | None = None,
         std: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        p, t, valid = _valid(prediction, target, mask)
+        p, t, valid = masked_pair(prediction, target, mask)
         if std is None:
             n = valid.sum(0)
             n_safe = n.clamp(min=1).to(p.dtype)
             mean = t.sum(0) / n_safe
-            spread = _sqrt0(torch.where(valid, (t - mean) ** 2, 0.0).sum(0) / n_safe).detach()
+            spread = safe_sqrt(torch.where(valid, (t - mean) ** 2, 0.0).sum(0) / n_safe).detach()
             valid = valid & (n >= 2)
         else:
             spread = torch.as_tensor(std, dtype=p.dtype, device=p.device).reshape(-1)
@@ -134,7 +79,7 @@ class NSEBatchLoss(_Loss):
         return squared.sum() / valid.sum().clamp(min=1)
 
 
-class RMSECombinedLoss(_Loss):
+class RMSECombinedLoss(Loss):
     """RMSE of the flow plus RMSE of a transformed flow, weighted::
 
         loss = (1 - weight) RMSE(p, y) + weight RMSE(T(p), T(y))
@@ -158,10 +103,10 @@ class RMSECombinedLoss(_Loss):
         return torch.sqrt(shifted) if self.config.transform == "sqrt" else torch.log(shifted)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        p, t, valid = _valid(prediction, target, mask)
+        p, t, valid = masked_pair(prediction, target, mask)
         count = valid.sum().clamp(min=1)
-        plain = _sqrt0(((p - t) ** 2).sum() / count)
+        plain = safe_sqrt(((p - t) ** 2).sum() / count)
         diff = torch.where(valid, self._transform(p) - self._transform(t), 0.0)
-        transformed = _sqrt0((diff**2).sum() / count)
+        transformed = safe_sqrt((diff**2).sum() / count)
         w = self.config.weight
         return (1.0 - w) * plain + w * transformed

@@ -98,6 +98,17 @@ class CachedDataset:
     """Part of the key: a new version invalidates every cache entry of the component."""
 
     config: CacheOptions
+    Config: ClassVar[type[CacheOptions]] = CacheOptions
+
+    def __init__(self, config: CacheOptions) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: CacheOptions | dict[str, Any], **context: Any) -> CachedDataset:
+        """Build from a ``Config`` or a dict of its options."""
+        if not isinstance(config, cls.Config):
+            config = cls.Config.model_validate(config if isinstance(config, dict) else config.model_dump())
+        return cls(config)
 
     def source_files(self) -> list[Path]:
         """Every file :meth:`build` reads; raises a clear error when one is missing."""

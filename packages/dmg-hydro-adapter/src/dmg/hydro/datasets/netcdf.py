@@ -133,16 +133,6 @@ class PerUnitNetCDF(CachedDataset):
                 raise ValueError(f"end {self.end} is before start {self.start}")
             return self
 
-    def __init__(self, config: PerUnitNetCDF.Config) -> None:
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config: PerUnitNetCDF.Config | dict[str, Any], **context: Any) -> PerUnitNetCDF:
-        """Build from a ``Config`` or a dict of its options."""
-        if not isinstance(config, cls.Config):
-            config = cls.Config.model_validate(config if isinstance(config, dict) else config.model_dump())
-        return cls(config)
-
     # ----------------------------------------------------------------- locating files
 
     @property
