@@ -193,6 +193,8 @@ class Trainer:
             self.state.epoch += 1
             improved = self._update_early_stopping(record)
             self._write_log(record)
+            if tc.progress:
+                print(_epoch_line(record, tc.epochs), flush=True)
             self.save_checkpoint("last")
             if improved:
                 self.save_checkpoint("best")
@@ -327,12 +329,22 @@ class Trainer:
         self.state = TrainState(**saved["train_state"])
 
 
+def _epoch_line(record: EpochRecord, epochs: int) -> str:
+    valid = "" if record.valid_loss is None else f"  valid loss {record.valid_loss:.4g}"
+    skipped = f"  skipped {record.skipped} non-finite" if record.skipped else ""
+    return (
+        f"epoch {record.epoch}/{epochs}  train loss {record.train_loss:.4g}{valid}  "
+        f"lr {record.lr:.3g}  {record.seconds:.1f} s{skipped}"
+    )
+
+
 def _progress(total: int, description: str, enabled: bool):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True)
+    # disable=None: a live bar on a terminal, nothing in logs (an epoch line is printed instead)
+    return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True, disable=None)
 
 
 def _tensorboard_writer(path: Path):
