@@ -286,3 +286,47 @@ def test_overrides_parse_yaml_values():
     apply_override(data, "model.couplings.0.learn=[k]")
     assert data["train"] == {"epochs": 5, "optimizer": {"lr": 1e-3}}
     assert data["model"]["couplings"][0]["learn"] == ["k"]
+
+
+def test_early_stopping_stops_after_patience_and_keeps_the_best(setup, monkeypatch, capsys):
+    import dmg.core.training as training
+
+    scores = iter([0.5, 0.4, 0.45, 0.47, 0.49, 0.3])
+    monkeypatch.setattr(training.Trainer, "validate", lambda self: next(scores))
+    cfg = write_config(setup, train__early_stopping={"patience": 3})
+    assert main(["train", cfg, "--run-dir", str(setup / "es"), "--no-evaluate"]) == 0
+    rows = (setup / "es" / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[2] for r in rows] == ["0.5", "0.4", "0.45", "0.47", "0.49"]  # stopped before epoch 6
+    state = torch.load(setup / "es" / "checkpoints" / "best.pt", weights_only=False)["train_state"]
+    assert state["best_epoch"] == 2 and state["epoch"] == 2
+
+
+def test_non_finite_losses_are_skipped_and_reported(setup, monkeypatch, capsys):
+    import dmg.core.training as training
+
+    real = training.target_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] % 4 == 0 else loss
+
+    monkeypatch.setattr(training, "target_loss", sometimes_nan)
+    cfg = write_config(setup, train__epochs=1, train__progress=True)
+    assert main(["train", cfg, "--run-dir", str(setup / "nan"), "--no-evaluate"]) == 0
+    row = (setup / "nan" / "log.csv").read_text().splitlines()[1].split(",")
+    assert row[4] == "3" and "skipped 3 non-finite" in capsys.readouterr().out
+    weights = torch.load(setup / "nan" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_all_non_finite_losses_end_with_a_clear_error(setup, monkeypatch, capsys):
+    import dmg.core.training as training
+
+    real = training.target_loss
+    monkeypatch.setattr(training, "target_loss", lambda *args: real(*args) * float("nan"))
+    cfg = write_config(setup, train__epochs=1, train__max_nonfinite=5)
+    assert main(["train", cfg, "--run-dir", str(setup / "nan"), "--no-evaluate"]) == 2
+    err = _error(capsys)
+    assert "non-finite in 5 consecutive minibatches" in err and "lower train.optimizer.lr" in err
