@@ -168,9 +168,10 @@ def test_train_evaluate_simulate_end_to_end(setup, capsys):
     assert sim["Q"].shape == (333, 8) and "Q_observed" not in sim
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(setup, monkeypatch, capsys):
+@pytest.mark.parametrize("checkpoint_every", [None, 2])
+def test_resume_after_interruption_matches_uninterrupted_run(setup, monkeypatch, capsys, checkpoint_every):
     tmp = setup
-    cfg = write_config(tmp)
+    cfg = write_config(tmp, train__checkpoint_every=checkpoint_every)
     assert main(["train", cfg, "--run-dir", str(tmp / "straight"), "--no-evaluate"]) == 0
 
     import dmg.core.training as training
@@ -180,15 +181,23 @@ def test_resume_after_interruption_matches_uninterrupted_run(setup, monkeypatch,
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 12 * 3 + 5:  # killed in the middle of the fourth epoch
+        if calls["n"] == 12 * 3 + 3 + 7:  # 3 epochs of 12 batches and 1 validation each, then batch 7 of epoch 4
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(training, "make_batch", flaky)
     assert main(["train", cfg, "--run-dir", str(tmp / "killed"), "--no-evaluate"]) == 130
     assert "--resume" in capsys.readouterr().err
-    monkeypatch.setattr(training, "make_batch", real)
+    resumed_calls = {"n": 0}
+
+    def counting(*args, **kwargs):
+        resumed_calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "make_batch", counting)
     assert main(["train", "--resume", str(tmp / "killed"), "--no-evaluate"]) == 0
+    # from the end of epoch 3, or from batch 6 of epoch 4 with checkpoints every 2 batches; plus 3 validations
+    assert resumed_calls["n"] == (72 - 36 - (6 if checkpoint_every else 0)) + 3
     a = torch.load(tmp / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
     b = torch.load(tmp / "killed" / "checkpoints" / "last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys()

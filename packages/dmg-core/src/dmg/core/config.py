@@ -237,6 +237,12 @@ class TrainConfig(Section):
         20, ge=1, description="Stop after this many consecutive minibatches with a non-finite loss."
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="Also write the last checkpoint every this many minibatches within an epoch "
+        "(for long epochs); none: at the end of each epoch only.",
+    )
     progress: bool = Field(True, description="Show a progress bar.")
 
 

@@ -96,6 +96,8 @@ class TrainState:
     best_epoch: int = -1
     bad_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    partial: dict[str, float] | None = None
+    """Running totals of an unfinished epoch (set by mid-epoch checkpoints)."""
 
 
 class Trainer:
@@ -167,6 +169,7 @@ class Trainer:
                 options.setdefault("gamma", 0.95)
             self.scheduler = SCHEDULERS[tc.scheduler.name](self.optimizer, **options)
         self.state = TrainState()
+        self._resumed = False
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.log_path = self.run_dir / "log.csv"
         self._tensorboard = _tensorboard_writer(self.run_dir / "tensorboard")
@@ -185,7 +188,7 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train for the remaining epochs; returns the final :class:`TrainState`."""
         tc = self.config.train
-        if self.state.epoch == 0 and not self.state.history:
+        if not self._resumed:
             seed_everything(self.config.seed)
         while self.state.epoch < tc.epochs:
             record = self._epoch(self.state.epoch)
@@ -211,9 +214,13 @@ class Trainer:
         tc = self.config.train
         self.model.train()
         self.sampler.set_epoch(epoch)
-        started = time.perf_counter()
-        total, count, skipped, streak = 0.0, 0, 0, 0
+        partial = self.state.partial or {}
+        started = time.perf_counter() - partial.get("seconds", 0.0)
+        total, count = partial.get("total", 0.0), int(partial.get("count", 0))
+        skipped, streak = int(partial.get("skipped", 0)), int(partial.get("streak", 0))
         bar = _progress(len(self.sampler), f"epoch {epoch + 1}/{tc.epochs}", tc.progress)
+        if bar is not None:
+            bar.update(self.sampler.position)
         for units, starts in self.sampler:
             batch = self.batch(self.train_data, units, starts, tc.window, self.config.data.warmup)
             loss = target_loss(self.loss_fn, self.model(batch), batch)
@@ -240,6 +247,17 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix(loss=f"{total / count:.4g}")
                 bar.update(1)
+            every = tc.checkpoint_every
+            if every and self.sampler.epoch == epoch and self.sampler.position % every == 0:
+                self.state.partial = {
+                    "total": total,
+                    "count": count,
+                    "skipped": skipped,
+                    "streak": streak,
+                    "seconds": time.perf_counter() - started,
+                }
+                self.save_checkpoint("last")
+        self.state.partial = None
         if bar is not None:
             bar.close()
         if count == 0:
@@ -327,6 +345,7 @@ class Trainer:
         self.sampler.load_state_dict(saved["sampler"])
         set_rng_state(saved["rng"])
         self.state = TrainState(**saved["train_state"])
+        self._resumed = True
 
 
 def _epoch_line(record: EpochRecord, epochs: int) -> str:
