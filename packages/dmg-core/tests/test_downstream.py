@@ -1,0 +1,133 @@
+"""A downstream project that installs only dmg-core registers its own model and trains it with `dmg`.
+
+The project is laid out in a temporary folder as an installed distribution (a package plus its
+``.dist-info`` with entry points) and put on ``PYTHONPATH``, which is what ``pip install`` amounts to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import yaml
+
+from dmg.core.data import ArrayDataset
+
+MODELS = '''
+import torch
+from torch import nn
+from pydantic import Field
+from dmg.core import MassBalance, Parameter, PhysicsModel, State, Variable
+from dmg.core.components import NetworkConfig
+
+
+class Leaky(PhysicsModel):
+    """A leaky bucket: S += P; Q = k * S."""
+
+    forcings = (Variable("P", "mm/day", typical_range=(0.0, 20.0)),)
+    physical_parameters = (Parameter("k", 0.01, 0.5, "1/day"),)
+    states = (State("S", "mm", initial=1.0),)
+    outputs = (Variable("Q", "mm/day"),)
+    mass_balance = MassBalance(inputs=("P",), outputs=("Q",), storages=("S",))
+
+    def step(self, state, forcing_t, params_t):
+        s = state["S"] + forcing_t["P"]
+        q = params_t["k"] * s
+        return {"S": s - q}, {"Q": q}
+
+
+class Affine(nn.Module):
+    """One linear layer from static attributes to raw parameters."""
+
+    input_kind = "static"
+
+    class Config(NetworkConfig):
+        scale: float = Field(1.0, description="Initial weight scale.")
+
+    def __init__(self, n_static, n_outputs, scale):
+        super().__init__()
+        self.linear = nn.Linear(n_static, n_outputs)
+        with torch.no_grad():
+            self.linear.weight.mul_(scale)
+
+    @classmethod
+    def from_config(cls, config, *, n_inputs, n_outputs, n_static=0):
+        return cls(n_static, n_outputs, config.scale)
+
+    def forward(self, c):
+        return self.linear(c)
+'''
+
+ENTRY_POINTS = """
+[dmg.physics]
+leaky = downstream_models:Leaky
+
+[dmg.nn]
+affine = downstream_models:Affine
+"""
+
+
+def make_project(root):
+    (root / "downstream_models.py").write_text(textwrap.dedent(MODELS))
+    info = root / "downstream_models-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: downstream-models\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(ENTRY_POINTS)
+
+
+def make_data(path):
+    rng = np.random.default_rng(0)
+    n_units, n_time = 6, 400
+    p = (rng.random((n_units, n_time)) < 0.4) * rng.exponential(4.0, (n_units, n_time))
+    size = np.linspace(0.0, 1.0, n_units)
+    k = 0.05 + 0.3 * size
+    q = np.zeros_like(p)
+    s = np.ones(n_units)
+    for t in range(n_time):
+        s = s + p[:, t]
+        q[:, t] = k * s
+        s = s - q[:, t]
+    dates = np.arange(np.datetime64("2001-01-01"), np.datetime64("2001-01-01") + n_time)
+    ArrayDataset.from_dicts(
+        {"P": p, "Q": q}, [f"site{i}" for i in range(n_units)], dates, attributes={"size": size}
+    ).save(path)
+
+
+def test_downstream_registers_and_trains_through_the_cli(tmp_path):
+    make_project(tmp_path)
+    make_data(tmp_path / "data.npz")
+    config = {
+        "data": {
+            "dataset": {"name": "npz", "path": "data.npz"},
+            "roles": {"forcings": {"P": "P"}, "nn_static": ["size"], "targets": {"Q": "Q"}},
+            "warmup": 30,
+            "train": {"end": "2001-09-30"},
+            "test": {"start": "2001-10-01"},
+        },
+        "model": {"physics": {"name": "leaky"}, "nn": {"name": "affine", "scale": 0.1}},
+        "train": {"epochs": 30, "batch_size": 6, "window": 60, "optimizer": {"lr": 0.05}, "progress": False},
+        "evaluate": {"metrics": ["nse"]},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def dmg(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dmg.core.cli", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+
+    listed = dmg("list", "physics")
+    assert listed.returncode == 0 and "leaky" in listed.stdout and "downstream-models" in listed.stdout
+    trained = dmg("train", "run.yaml", "--run-dir", "run")
+    assert trained.returncode == 0, trained.stderr
+    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    assert nse["median"] > 0.9
