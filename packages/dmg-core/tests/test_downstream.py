@@ -131,3 +131,53 @@ def test_downstream_registers_and_trains_through_the_cli(tmp_path):
     assert trained.returncode == 0, trained.stderr
     nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
     assert nse["median"] > 0.9
+
+
+def test_data_parallel_training_under_torchrun(tmp_path):
+    """Two processes (gloo on CPU) train one model: rank 0 writes once, checkpoints hold both ranks' states."""
+    import torch
+
+    make_project(tmp_path)
+    make_data(tmp_path / "data.npz")
+    config = {
+        "data": {
+            "dataset": {"name": "npz", "path": "data.npz"},
+            "roles": {"forcings": {"P": "P"}, "nn_static": ["size"], "targets": {"Q": "Q"}},
+            "warmup": 30,
+            "train": {"end": "2001-09-30"},
+            "test": {"start": "2001-10-01"},
+        },
+        "model": {"physics": {"name": "leaky"}, "nn": {"name": "affine", "scale": 0.1}},
+        "train": {"epochs": 20, "batch_size": 3, "window": 60, "optimizer": {"lr": 0.05}, "progress": True},
+        "evaluate": {"metrics": ["nse"]},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    env["OMP_NUM_THREADS"] = "1"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = subprocess.run(
+        [*launch, "-m", "dmg.core.cli", "train", "run.yaml", "--run-dir", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run folder:") == 1 and result.stdout.count("epoch 20/20") == 1
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 21
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert len(saved["rng"]) == 2 and len(saved["sampler"]) == 2
+    assert saved["sampler"][0]["seed"] != saved["sampler"][1]["seed"]  # each rank draws its own batches
+    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    assert nse["median"] > 0.9
+    single = subprocess.run(
+        [sys.executable, "-m", "dmg.core.cli", "train", "--resume", "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert single.returncode == 2 and "same number (now 1)" in single.stderr

@@ -16,7 +16,8 @@ EXAMPLES = {
   dmg train examples/configs/quickstart.yaml
   dmg train my.yaml --set train.epochs=5 --set model.physics.nmul=4
   dmg train my.yaml --run-dir runs/trial1
-  dmg train --resume runs/trial1            continue an interrupted run exactly""",
+  dmg train --resume runs/trial1            continue an interrupted run exactly
+  torchrun --nproc_per_node 4 -m dmg.core.cli train my.yaml    data-parallel on 4 processes/GPUs""",
     "evaluate": """examples:
   dmg evaluate runs/trial1                  metrics on the test period (best checkpoint)
   dmg evaluate runs/trial1 --period valid --checkpoint last""",
@@ -115,11 +116,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; continue with `dmg train --resume RUN_DIR`", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Close the torchrun process group, if this command joined one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _train(args: argparse.Namespace) -> int:
     from dmg.core import runs
     from dmg.core.config import load_config
+    from dmg.core.distributed import Distributed
 
     if args.resume:
         if args.config or args.overrides:
@@ -131,6 +143,8 @@ def _train(args: argparse.Namespace) -> int:
             print("error: give a config file (or --resume RUN_DIR); see `dmg train --help`", file=sys.stderr)
             return 2
         folder = runs.train(load_config(args.config, args.overrides), args.run_dir)
+    if not Distributed.from_environment().is_main:
+        return 0  # under torchrun, rank 0 reports and evaluates
     print(f"run folder: {folder.path}")
     if not args.no_evaluate:
         print(runs.format_metrics(runs.evaluate(folder.path, "test")))

@@ -35,7 +35,8 @@ from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.data.sampler import sequential_windows
 from dmg.core.data.splits import holdout_units, kfold_units, split_time
-from dmg.core.errors import ConfigError, InputError
+from dmg.core.distributed import Distributed
+from dmg.core.errors import ConfigError, DmgError, InputError
 from dmg.core.io import atomic_open, atomic_write_text
 from dmg.core.model import DeltaModel
 from dmg.core.parameters import ParameterSpec
@@ -157,40 +158,68 @@ def _prepare(config: RunConfig) -> tuple[ArrayDataset, list[str], list[str]]:
 
 
 def _trainer(
-    config: RunConfig, folder: RunFolder, normalizer: Normalizer | None, dataset: ArrayDataset, train_ids: list[str]
+    config: RunConfig,
+    folder: RunFolder,
+    normalizer: Normalizer | None,
+    dataset: ArrayDataset,
+    train_ids: list[str],
+    distributed: Distributed,
 ) -> Trainer:
     train_data, _ = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
     valid = None
     if config.data.valid is not None:
         valid = period_data(config, dataset, config.data.valid, train_ids, strict_warmup=False)
-    device = resolve_device(config.device)
+    device = distributed.device(resolve_device(config.device))
     model = build_model(config).to(device)
-    return Trainer(config, model, build_loss(config), train_data, normalizer, folder.path, valid_data=valid)
+    return Trainer(
+        config,
+        model,
+        build_loss(config),
+        train_data,
+        normalizer,
+        folder.path,
+        valid_data=valid,
+        distributed=distributed,
+    )
 
 
 def train(config: RunConfig, run_dir: str | Path | None = None) -> RunFolder:
-    """Train a new run; returns its folder."""
+    """Train a new run; returns its folder. Under ``torchrun`` every process trains, rank 0 writes."""
+    distributed = Distributed.from_environment()
     seed_everything(config.seed)
     dataset, train_ids, _ = _prepare(config)
     train_data, _ = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
     normalizer = config.data.roles.fit_normalizer(train_data)
-    folder = RunFolder.create(config, run_dir)
-    atomic_write_text(folder.config, dump_config(config))
-    normalizer.save(folder.normalizer)
-    trainer = _trainer(config, folder, normalizer, dataset, train_ids)
+    created: tuple[str, str] | None = None
+    if distributed.is_main:
+        try:
+            folder = RunFolder.create(config, run_dir)
+            atomic_write_text(folder.config, dump_config(config))
+            normalizer.save(folder.normalizer)
+            created = ("ok", str(folder.path))
+        except DmgError as exc:
+            created = ("error", str(exc))
+            if not distributed.enabled:
+                raise
+    status, detail = distributed.broadcast(created)
+    if status == "error":
+        raise InputError(detail)
+    folder = RunFolder(Path(detail))
+    trainer = _trainer(config, folder, normalizer, dataset, train_ids, distributed)
     trainer.fit()
     return folder
 
 
 def resume(run_dir: str | Path) -> RunFolder:
     """Continue a run from its last checkpoint: the result equals an uninterrupted run."""
+    distributed = Distributed.from_environment()
     folder = RunFolder.existing(run_dir)
     config = load_config(folder.config)
     checkpoint = folder.checkpoint("last")
     if not checkpoint.is_file():
         raise InputError(f"{run_dir} has no checkpoint to resume from ({checkpoint} is missing)")
     dataset, train_ids, _ = _prepare(config)
-    trainer = _trainer(config, folder, Normalizer.load(folder.normalizer), dataset, train_ids)
+    trainer = _trainer(config, folder, Normalizer.load(folder.normalizer), dataset, train_ids, distributed)
     trainer.load_checkpoint(checkpoint)
     trainer.fit()
     return folder

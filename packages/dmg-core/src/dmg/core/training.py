@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from dmg.core.config import RunConfig
 from dmg.core.data.batch import Batch
@@ -21,6 +22,7 @@ from dmg.core.data.batching import make_batch
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.data.sampler import WindowSampler, sequential_windows
+from dmg.core.distributed import Distributed
 from dmg.core.errors import DmgError, InputError
 from dmg.core.io import atomic_torch_save
 from dmg.core.model import DeltaModel
@@ -39,6 +41,10 @@ SCHEDULERS: dict[str, Callable[..., Any]] = {
     "exponential": torch.optim.lr_scheduler.ExponentialLR,
     "plateau": torch.optim.lr_scheduler.ReduceLROnPlateau,
 }
+
+
+RANK_SEED_STRIDE = 1_000_003
+"""Sampler seeds of ``torchrun`` ranks are ``seed + rank * RANK_SEED_STRIDE``: distinct draws per rank."""
 
 
 class TrainingError(DmgError, RuntimeError):
@@ -121,6 +127,9 @@ class Trainer:
         Folder for checkpoints and logs.
     callbacks
         Called as ``callback(trainer, record)`` after every epoch (e.g. to log elsewhere).
+    distributed
+        This process's place among ``torchrun`` processes (default: a single process). Each rank
+        draws its own minibatches; gradients are averaged; rank 0 writes logs and checkpoints.
     """
 
     def __init__(
@@ -133,9 +142,12 @@ class Trainer:
         run_dir: str | Path,
         valid_data: tuple[ArrayDataset, int] | None = None,
         callbacks: Sequence[Callable[[Trainer, EpochRecord], None]] = (),
+        distributed: Distributed | None = None,
     ) -> None:
         self.config = config
+        self.dist = distributed or Distributed()
         self.model = model
+        self.parallel_model = DistributedDataParallel(model) if self.dist.enabled else model
         self.loss_fn = loss_fn
         self.train_data = train_data
         self.normalizer = normalizer
@@ -145,15 +157,21 @@ class Trainer:
         self.device = next(iter(model.parameters()), torch.zeros(())).device
         self.dtype = next(iter(model.parameters()), torch.zeros(())).dtype
         tc = config.train
-        self.sampler = WindowSampler(
-            train_data.n_units,
-            train_data.n_time,
-            length=tc.window,
-            warmup=config.data.warmup,
-            batch_size=min(tc.batch_size, train_data.n_units) if train_data.n_units else tc.batch_size,
-            seed=config.seed,
-            iterations_per_epoch=tc.iterations_per_epoch,
-        )
+
+        def sampler(iterations: int | None) -> WindowSampler:
+            return WindowSampler(
+                train_data.n_units,
+                train_data.n_time,
+                length=tc.window,
+                warmup=config.data.warmup,
+                batch_size=min(tc.batch_size, train_data.n_units) if train_data.n_units else tc.batch_size,
+                seed=config.seed + RANK_SEED_STRIDE * self.dist.rank,
+                iterations_per_epoch=iterations,
+            )
+
+        self.sampler = sampler(tc.iterations_per_epoch)
+        if self.dist.enabled and tc.iterations_per_epoch is None:  # the processes share an epoch's batches
+            self.sampler = sampler(math.ceil(self.sampler.iterations_per_epoch / self.dist.world_size))
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = OPTIMIZERS[tc.optimizer.name](
             params, lr=tc.optimizer.lr, weight_decay=tc.optimizer.weight_decay, **tc.optimizer.options
@@ -172,7 +190,7 @@ class Trainer:
         self._resumed = False
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.log_path = self.run_dir / "log.csv"
-        self._tensorboard = _tensorboard_writer(self.run_dir / "tensorboard")
+        self._tensorboard = _tensorboard_writer(self.run_dir / "tensorboard") if self.dist.is_main else None
 
     # ------------------------------------------------------------------ batches
     def batch(
@@ -195,9 +213,10 @@ class Trainer:
             self.state.history.append(record.__dict__)
             self.state.epoch += 1
             improved = self._update_early_stopping(record)
-            self._write_log(record)
-            if tc.progress:
-                print(_epoch_line(record, tc.epochs), flush=True)
+            if self.dist.is_main:
+                self._write_log(record)
+                if tc.progress:
+                    print(_epoch_line(record, tc.epochs), flush=True)
             self.save_checkpoint("last")
             if improved:
                 self.save_checkpoint("best")
@@ -218,13 +237,13 @@ class Trainer:
         started = time.perf_counter() - partial.get("seconds", 0.0)
         total, count = partial.get("total", 0.0), int(partial.get("count", 0))
         skipped, streak = int(partial.get("skipped", 0)), int(partial.get("streak", 0))
-        bar = _progress(len(self.sampler), f"epoch {epoch + 1}/{tc.epochs}", tc.progress)
+        bar = _progress(len(self.sampler), f"epoch {epoch + 1}/{tc.epochs}", tc.progress and self.dist.is_main)
         if bar is not None:
             bar.update(self.sampler.position)
         for units, starts in self.sampler:
             batch = self.batch(self.train_data, units, starts, tc.window, self.config.data.warmup)
-            loss = target_loss(self.loss_fn, self.model(batch), batch)
-            if not torch.isfinite(loss):
+            loss = target_loss(self.loss_fn, self.parallel_model(batch), batch)
+            if not self.dist.all_true(bool(torch.isfinite(loss))):
                 skipped += 1
                 streak += 1
                 if streak >= tc.max_nonfinite:
@@ -262,14 +281,15 @@ class Trainer:
             bar.close()
         if count == 0:
             raise TrainingError(f"every minibatch of epoch {epoch + 1} had a non-finite loss")
+        train_loss = self.dist.mean(total / count)
         valid = self.validate() if self.valid_data is not None else None
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scheduler is not None:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(valid if valid is not None else total / count)
+                self.scheduler.step(valid if valid is not None else train_loss)
             else:
                 self.scheduler.step()
-        return EpochRecord(epoch + 1, total / count, valid, lr, skipped, time.perf_counter() - started)
+        return EpochRecord(epoch + 1, train_loss, valid, lr, skipped, time.perf_counter() - started)
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -316,17 +336,20 @@ class Trainer:
     def save_checkpoint(self, name: str) -> Path:
         """Write ``checkpoints/<name>.pt`` atomically with everything needed to resume exactly."""
         path = self.checkpoint_dir / f"{name}.pt"
-        atomic_torch_save(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(),
-                "rng": rng_state(),
-                "train_state": self.state.__dict__,
-            },
-            path,
-        )
+        samplers, rngs = self.dist.gather(self.sampler.state_dict()), self.dist.gather(rng_state())
+        if self.dist.is_main:
+            atomic_torch_save(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                    "sampler": samplers[0] if len(samplers) == 1 else samplers,
+                    "rng": rngs[0] if len(rngs) == 1 else rngs,
+                    "train_state": self.state.__dict__,
+                },
+                path,
+            )
+        self.dist.barrier()
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -342,8 +365,8 @@ class Trainer:
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved.get("scheduler") is not None:
             self.scheduler.load_state_dict(saved["scheduler"])
-        self.sampler.load_state_dict(saved["sampler"])
-        set_rng_state(saved["rng"])
+        self.sampler.load_state_dict(self.dist.own(saved["sampler"], "sampler state"))
+        set_rng_state(self.dist.own(saved["rng"], "random state"))
         self.state = TrainState(**saved["train_state"])
         self._resumed = True
 
