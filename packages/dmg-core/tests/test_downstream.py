@@ -97,10 +97,9 @@ def make_data(path):
     ).save(path)
 
 
-def test_downstream_registers_and_trains_through_the_cli(tmp_path):
-    make_project(tmp_path)
-    make_data(tmp_path / "data.npz")
-    config = {
+def run_config(**train):
+    """A run of the downstream model on the data of :func:`make_data`, with ``train`` options."""
+    return {
         "data": {
             "dataset": {"name": "npz", "path": "data.npz"},
             "roles": {"forcings": {"P": "P"}, "nn_static": ["size"], "targets": {"Q": "Q"}},
@@ -109,9 +108,15 @@ def test_downstream_registers_and_trains_through_the_cli(tmp_path):
             "test": {"start": "2001-10-01"},
         },
         "model": {"physics": {"name": "leaky"}, "nn": {"name": "affine", "scale": 0.1}},
-        "train": {"epochs": 30, "batch_size": 6, "window": 60, "optimizer": {"lr": 0.05}, "progress": False},
+        "train": {"window": 60, "optimizer": {"lr": 0.05}, **train},
         "evaluate": {"metrics": ["nse"]},
     }
+
+
+def test_downstream_registers_and_trains_through_the_cli(tmp_path):
+    make_project(tmp_path)
+    make_data(tmp_path / "data.npz")
+    config = run_config(epochs=30, batch_size=6, progress=False)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
 
@@ -139,18 +144,7 @@ def test_data_parallel_training_under_torchrun(tmp_path):
 
     make_project(tmp_path)
     make_data(tmp_path / "data.npz")
-    config = {
-        "data": {
-            "dataset": {"name": "npz", "path": "data.npz"},
-            "roles": {"forcings": {"P": "P"}, "nn_static": ["size"], "targets": {"Q": "Q"}},
-            "warmup": 30,
-            "train": {"end": "2001-09-30"},
-            "test": {"start": "2001-10-01"},
-        },
-        "model": {"physics": {"name": "leaky"}, "nn": {"name": "affine", "scale": 0.1}},
-        "train": {"epochs": 20, "batch_size": 3, "window": 60, "optimizer": {"lr": 0.05}, "progress": True},
-        "evaluate": {"metrics": ["nse"]},
-    }
+    config = run_config(epochs=20, batch_size=3, progress=True)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     env["OMP_NUM_THREADS"] = "1"
