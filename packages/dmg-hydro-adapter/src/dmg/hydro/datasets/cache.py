@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from dmg.core.components import ComponentConfig
 from dmg.core.data import ArrayDataset
@@ -147,3 +147,28 @@ class CachedDataset:
         except OSError as exc:
             warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
         return dataset
+
+
+class FolderDatasetOptions(CacheOptions):
+    """Options of a dataset read from the files under a ``root`` folder over an optional period.
+
+    Subclasses declare ``root``, ``start`` and ``end`` (with descriptions that fit the dataset).
+    """
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FolderDatasetOptions:
+        start, end = getattr(self, "start", None), getattr(self, "end", None)
+        if start and end and end < start:
+            raise ValueError(f"end {end} is before start {start}")
+        return self
+
+
+class FolderDataset(CachedDataset):
+    """A cached dataset whose source files lie under ``config.root``."""
+
+    config: FolderDatasetOptions
+
+    @property
+    def root(self) -> Path:
+        """The data folder, with ``~`` expanded."""
+        return Path(self.config.root).expanduser()

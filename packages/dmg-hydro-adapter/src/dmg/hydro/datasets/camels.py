@@ -66,12 +66,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import InputError
 from dmg.hydro.datasets._tables import AttributeTable, read_table, select_attributes
-from dmg.hydro.datasets.cache import CachedDataset, CacheOptions
+from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.pet import hargreaves, priestley_taylor
 
 CUBIC_METRES_PER_CUBIC_FOOT = 0.028316846592
@@ -246,7 +246,7 @@ ALL_GAUGES = "all"
 """The ``gauges`` value that selects every gauge found under the root."""
 
 
-class CamelsUS(CachedDataset):
+class CamelsUS(FolderDataset):
     """CAMELS-US basin-mean forcings, streamflow and attributes as an :class:`~dmg.core.data.ArrayDataset`.
 
     See the module documentation for the variables, units, conversions and missing values.
@@ -263,7 +263,7 @@ class CamelsUS(CachedDataset):
     cache_name: ClassVar[str] = "camels_us"
     cache_version: ClassVar[int] = 1
 
-    class Config(CacheOptions):
+    class Config(FolderDatasetOptions):
         """Options of the CAMELS-US dataset."""
 
         root: str = Field(description="The CAMELS-US folder holding basin_mean_forcing/, usgs_streamflow/, ...")
@@ -299,17 +299,7 @@ class CamelsUS(CachedDataset):
                     raise ValueError("give at least one gauge id")
             return value
 
-        @model_validator(mode="after")
-        def _ordered(self) -> CamelsUS.Config:
-            if self.start and self.end and self.end < self.start:
-                raise ValueError(f"end {self.end} is before start {self.start}")
-            return self
-
     # ----------------------------------------------------------------- locating files
-
-    @property
-    def root(self) -> Path:
-        return Path(self.config.root).expanduser()
 
     def _gauge_file(self) -> Path | None:
         if not isinstance(self.config.gauges, str) or self.config.gauges == ALL_GAUGES:

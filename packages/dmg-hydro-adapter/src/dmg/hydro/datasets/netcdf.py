@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import DmgError, InputError
 from dmg.hydro.datasets._tables import read_table, select_attributes
-from dmg.hydro.datasets.cache import CachedDataset, CacheOptions
+from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 
 INSTALL_HINT = "pip install 'dmg-hydro-adapter[netcdf]'"
 
@@ -81,7 +81,7 @@ def _coarsest(times: np.ndarray) -> np.ndarray:
     return times
 
 
-class PerUnitNetCDF(CachedDataset):
+class PerUnitNetCDF(FolderDataset):
     """Time series from one NetCDF file per unit plus attributes from CSV files.
 
     See the module documentation for the layout and the rules.
@@ -99,7 +99,7 @@ class PerUnitNetCDF(CachedDataset):
     cache_name: ClassVar[str] = "netcdf_units"
     cache_version: ClassVar[int] = 1
 
-    class Config(CacheOptions):
+    class Config(FolderDatasetOptions):
         """Options of the per-unit NetCDF dataset."""
 
         root: str = Field(description="Folder the patterns are relative to.")
@@ -127,17 +127,7 @@ class PerUnitNetCDF(CachedDataset):
         id_column: str = Field("gauge_id", description="Column of the attribute files holding the unit id.")
         attributes: list[str] = Field(default_factory=list, description="Numeric attributes to read.")
 
-        @model_validator(mode="after")
-        def _ordered(self) -> PerUnitNetCDF.Config:
-            if self.start and self.end and self.end < self.start:
-                raise ValueError(f"end {self.end} is before start {self.start}")
-            return self
-
     # ----------------------------------------------------------------- locating files
-
-    @property
-    def root(self) -> Path:
-        return Path(self.config.root).expanduser()
 
     def _unit_list_file(self) -> Path | None:
         if not isinstance(self.config.units, str):
