@@ -13,7 +13,7 @@ import yaml
 from pydantic import Field
 from torch import nn
 
-from dmg.core import registry
+from dmg.core import Batch, ConfigError, registry
 from dmg.core.cli import main
 from dmg.core.components import NetworkConfig
 from dmg.core.data import ArrayDataset
@@ -95,7 +95,7 @@ def write_config(tmp_path, dataset_path="data.npz", **changes) -> str:
         "model": {
             "physics": {"name": "toy_reservoir"},
             "nn": {"name": "toy_net", "hidden_size": 16},
-            "couplings": [{"kind": "parameter_learning", "learn": ["k"]}],
+            "couplings": [{"name": "parameter_learning", "learn": ["k"]}],
         },
         "train": {
             "epochs": 6,
@@ -289,7 +289,7 @@ def test_schema_and_list_include_registered_components(capsys):
 def test_overrides_parse_yaml_values():
     from dmg.core.config import apply_override
 
-    data = {"train": {"epochs": 1}, "model": {"couplings": [{"kind": "parameter_learning"}]}}
+    data = {"train": {"epochs": 1}, "model": {"couplings": [{"name": "parameter_learning"}]}}
     apply_override(data, "train.epochs=5")
     apply_override(data, "train.optimizer.lr=1e-3")
     apply_override(data, "model.couplings.0.learn=[k]")
@@ -339,3 +339,52 @@ def test_all_non_finite_losses_end_with_a_clear_error(setup, monkeypatch, capsys
     assert main(["train", cfg, "--run-dir", str(setup / "nan"), "--no-evaluate"]) == 2
     err = _error(capsys)
     assert "non-finite in 5 consecutive minibatches" in err and "lower train.optimizer.lr" in err
+
+
+def test_a_network_shared_by_two_couplings_is_sized_from_both(setup):
+    from dmg.core.build import build_model
+    from dmg.core.config import load_config
+    from dmg.core.couplings import CouplingContext
+
+    couplings = [{"name": "parameter_learning", "learn": ["k"]}, {"name": "parameter_learning", "learn": ["c"]}]
+    model = build_model(load_config(write_config(setup, model__couplings=couplings)))
+    assert model.nn.net[-1].out_features == 2
+    assert [c.channels for c in model.couplings] == [(slice(0, 1),), (slice(1, 2),)]
+    batch_inputs = torch.randn(20, 3, 3)
+    batch = Batch(forcings={"P": torch.rand(20, 3), "PET": torch.rand(20, 3)}, nn_inputs=batch_inputs)
+    ctx = CouplingContext(batch=batch, networks=model.networks, phy_model=model.phy_model)
+    for c in model.couplings:
+        c.before(ctx)
+    raw = model.nn(batch_inputs)
+    k, c_ = model.phy_model.parameter_spec["k"], model.phy_model.parameter_spec["c"]
+    assert torch.allclose(ctx.params["k"][..., 0], k.scale(torch.sigmoid(raw[-1, :, 0])))
+    assert torch.allclose(ctx.params["c"][..., 0], c_.scale(torch.sigmoid(raw[-1, :, 1])))
+    mixed = [{"name": "parameter_learning", "learn": ["k"]}, {"name": "process_replacement", "slot": "evaporation"}]
+    with pytest.raises(ConfigError, match=r"couplings sharing network 'default' need different inputs"):
+        build_model(load_config(write_config(setup, model__couplings=mixed)))
+
+
+def test_older_config_keys_fail_saying_what_to_write(setup):
+    from dmg.core.config import load_config
+
+    old = write_config(setup, model__physics={"name": "toy_reservoir", "backend": "checkpoint"})
+    with pytest.raises(ConfigError, match=r"model.physics.backend: the engine backend is chosen per run now.*engine:"):
+        load_config(old)
+    old = write_config(setup, model__physics={"name": "toy_reservoir", "backend_options": {"chunk_size": 8}})
+    with pytest.raises(ConfigError, match=r"engine: \{memory: recompute, chunk_size: 32\}"):
+        load_config(old)
+    old = write_config(setup, model__couplings=[{"kind": "parameter_learning"}])
+    with pytest.raises(ConfigError, match="write `name: parameter_learning` instead of `kind: parameter_learning`"):
+        load_config(old)
+
+
+def test_engine_section_builds_the_engine_and_rejects_unknown_backends(setup):
+    from dmg.core.build import build_model
+    from dmg.core.config import load_config
+    from dmg.core.engine import Recompute
+
+    config = load_config(write_config(setup), ["engine.memory=recompute", "engine.chunk_size=16"])
+    model = build_model(config)
+    assert model.engine.memory == Recompute(16) and model.engine.backend.name == "EagerBackend"
+    with pytest.raises(ConfigError, match=r"engine.backend.name: no backends component named 'eagr'.*'eager'"):
+        load_config(write_config(setup), ["engine.backend.name=eagr"])

@@ -1,4 +1,5 @@
-"""A downstream project that installs only dmg-core registers its own model and trains it with `dmg`.
+"""A downstream project that installs only dmg-core registers its own model, network, coupling and
+engine backend, and trains them with `dmg`, without any change to dmg-core.
 
 The project is laid out in a temporary folder as an installed distribution (a package plus its
 ``.dist-info`` with entry points) and put on ``PYTHONPATH``, which is what ``pip install`` amounts to.
@@ -18,14 +19,19 @@ import yaml
 from dmg.core.data import ArrayDataset
 
 MODELS = '''
+import math
+from pathlib import Path
+
 import torch
 from torch import nn
 from pydantic import Field
-from dmg.core import MassBalance, Parameter, PhysicsModel, State, Variable
+from dmg.core import Coupling, MassBalance, Parameter, State, StepModel, Variable
 from dmg.core.components import NetworkConfig
+from dmg.core.couplings import CouplingConfig
+from dmg.core.engine import Backend, BackendConfig, EagerBackend
 
 
-class Leaky(PhysicsModel):
+class Leaky(StepModel):
     """A leaky bucket: S += P; Q = k * S."""
 
     forcings = (Variable("P", "mm/day", typical_range=(0.0, 20.0)),)
@@ -34,10 +40,39 @@ class Leaky(PhysicsModel):
     outputs = (Variable("Q", "mm/day"),)
     mass_balance = MassBalance(inputs=("P",), outputs=("Q",), storages=("S",))
 
-    def step(self, state, forcing_t, params_t):
+    def step(self, state, forcing_t, params_t, processes):
         s = state["S"] + forcing_t["P"]
         q = params_t["k"] * s
         return {"S": s - q}, {"Q": q}
+
+
+class LogParameters(Coupling):
+    """The network's outputs set every parameter on a log scale between its bounds."""
+
+    class Config(CouplingConfig):
+        floor: float = Field(1e-3, gt=0, description="Smallest lower bound used on the log scale.")
+
+    def network_outputs(self, phy_model, output_kind="single"):
+        return len(phy_model.parameter_spec)
+
+    def before(self, ctx):
+        raw = self.take(ctx.network_output(self.network))
+        for i, p in enumerate(ctx.phy_model.parameter_spec):
+            low, high = math.log(max(p.low, self.config.floor)), math.log(p.high)
+            value = torch.exp(low + torch.sigmoid(raw[..., i]) * (high - low))
+            ctx.params[p.name] = value.unsqueeze(-1).expand(-1, ctx.phy_model.nmul)
+
+
+class CountingBackend(Backend):
+    """The eager loop, appending the number of steps of every loop it runs to a file."""
+
+    class Config(BackendConfig):
+        log_file: str = Field(description="File to which the step count of each loop is appended.")
+
+    def run(self, loop):
+        with Path(self.config.log_file).open("a") as fh:
+            fh.write(f"{loop.n_time}\\n")
+        return EagerBackend().run(loop)
 
 
 class Affine(nn.Module):
@@ -68,6 +103,12 @@ leaky = downstream_models:Leaky
 
 [dmg.nn]
 affine = downstream_models:Affine
+
+[dmg.couplings]
+log_parameters = downstream_models:LogParameters
+
+[dmg.backends]
+counting = downstream_models:CountingBackend
 """
 
 
@@ -134,6 +175,34 @@ def test_downstream_registers_and_trains_through_the_cli(tmp_path):
     assert listed.returncode == 0 and "leaky" in listed.stdout and "downstream-models" in listed.stdout
     trained = dmg("train", "run.yaml", "--run-dir", "run")
     assert trained.returncode == 0, trained.stderr
+    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    assert nse["median"] > 0.9
+
+
+def test_downstream_coupling_and_backend_through_entry_points_alone(tmp_path):
+    """A coupling and an engine backend from the downstream distribution: listed, validated, trained with."""
+    make_project(tmp_path)
+    make_data(tmp_path / "data.npz")
+    config = run_config(epochs=30, batch_size=6, progress=False)
+    config["model"]["couplings"] = [{"name": "log_parameters"}]
+    config["engine"] = {"backend": {"name": "counting", "log_file": "steps.txt"}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def dmg(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dmg.core.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    listed = dmg("list")
+    assert listed.returncode == 0
+    assert "log_parameters" in listed.stdout and "counting" in listed.stdout
+    typo = dmg("validate", "run.yaml", "--set", "engine.backend.log_fil=x.txt")
+    assert typo.returncode == 2 and "engine.backend.log_file" in typo.stderr, typo.stderr
+    trained = dmg("train", "run.yaml", "--run-dir", "run")
+    assert trained.returncode == 0, trained.stderr
+    counts = [int(n) for n in (tmp_path / "steps.txt").read_text().split()]
+    assert 30 in counts and 60 in counts  # the spin-up of each window and the window itself ran on it
     nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
     assert nse["median"] > 0.9
 

@@ -112,8 +112,8 @@ def test_process_replacement_learns_a_process_the_physics_gets_wrong(reservoir_c
     f = forcings_factory(n_time, n_units)
     k = torch.full((n_units, 1), 0.1)
     truth_model = reservoir_cls()
-    with truth_model.filling("evaporation", lambda i: i["PET"] * torch.clamp(i["S"] / 20.0, max=1.0)):
-        truth = truth_model(f, {"k": k}, warmup=warmup)
+    storage_limited = {"evaporation": lambda i: i["PET"] * torch.clamp(i["S"] / 20.0, max=1.0)}
+    truth = truth_model(f, {"k": k}, warmup=warmup, processes=storage_limited)
     target = truth["Q"].detach()
     physics = reservoir_cls(dynamic=())
     default_loss = float((physics(f, {"k": k}, warmup=warmup)["Q"] - target).pow(2).mean())
@@ -123,7 +123,9 @@ def test_process_replacement_learns_a_process_the_physics_gets_wrong(reservoir_c
             ctx.params["k"] = k
 
     model = DeltaModel(
-        {"et": Pointwise(2, [20.0, 5.0])}, physics, [FixedK(network="et"), ProcessReplacement("evaporation", "et")]
+        {"et": Pointwise(2, [20.0, 5.0])},
+        physics,
+        [FixedK(network=None), ProcessReplacement(slot="evaporation", network="et")],
     )
     batch = Batch(forcings=f, warmup=warmup)
     losses = train(model, batch, target, steps=300, lr=0.02)
@@ -150,8 +152,8 @@ def test_output_correction_adds_a_process_the_physics_lacks(reservoir_cls, forci
         def before(self, ctx):
             ctx.params["k"] = k
 
-    correction = OutputCorrection(["Q"], "correct", physics_as_input=False)
-    model = DeltaModel({"correct": SequenceLinear(2, 1)}, physics, [FixedK(network="correct"), correction])
+    correction = OutputCorrection(variables=["Q"], network="correct", physics_as_input=False)
+    model = DeltaModel({"correct": SequenceLinear(2, 1)}, physics, [FixedK(network=None), correction])
     batch = Batch(forcings=f, nn_inputs=x)
     physics_only = float((q_phys - target).pow(2).mean())
     losses = train(model, batch, target, steps=300, lr=0.05)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dmg.core import InputError, ShapeError, SpecError
-from dmg.core.engine import available_backends, integrate
+from dmg.core import ConfigError, InputError, RegistryError, ShapeError, SpecError
+from dmg.core.engine import Engine, Recompute, available_backends, integrate
 
 
 def static_params(model, n_units, k=0.1, c=0.8):
@@ -78,26 +78,27 @@ def test_state_carryover_matches_single_run(reservoir_cls, forcings_factory):
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64])
-def test_checkpoint_backend_matches_eager_values_and_gradients(reservoir_cls, forcings_factory, chunk):
+def test_recompute_memory_policy_matches_store_all_values_and_gradients(reservoir_cls, forcings_factory, chunk):
     f = forcings_factory(45, 3)
     results = []
-    for backend, options in (("eager", {}), ("checkpoint", {"chunk_size": chunk})):
-        m = reservoir_cls(nmul=2, dynamic=["k"], backend=backend, backend_options=options)
+    for engine in (Engine(), Engine(memory=Recompute(chunk_size=chunk))):
+        m = reservoir_cls(nmul=2, dynamic=["k"])
         k = torch.full((45, 3, 2), 0.2, requires_grad=True)
-        out = m(f, {"k": k}, warmup=5, warmup_mode="inline")
+        out = m(f, {"k": k}, warmup=5, warmup_mode="inline", engine=engine)
         out["Q"].pow(2).sum().backward()
         results.append((out["Q"].detach(), k.grad))
     assert torch.allclose(results[0][0], results[1][0])
     assert torch.allclose(results[0][1], results[1][1])
 
 
-def test_engine_rejects_unknown_backend_and_mismatched_lengths():
-    assert {"eager", "checkpoint"} <= set(available_backends())
-    step = lambda s, f, p: (s, {})  # noqa: E731
-    with pytest.raises(SpecError, match=r"unknown engine backend 'fast'.*eager"):
-        integrate(step, {}, {"x": torch.zeros(3)}, {}, {}, backend="fast")
-    with pytest.raises(SpecError, match="differ in length"):
-        integrate(step, {}, {"x": torch.zeros(3)}, {}, {"k": torch.zeros(4)})
+def test_engine_rejects_unknown_backend_and_mismatched_lengths(reservoir_cls, forcings_factory):
+    assert "eager" in available_backends()
+    m = reservoir_cls(dynamic=["k"])
+    f = forcings_factory(3, 2)
+    with pytest.raises(RegistryError, match=r"'fast'.*eager"):
+        integrate(m, f, {"k": torch.full((3, 2, 1), 0.1)}, engine="fast")
+    with pytest.raises(ShapeError, match="'k'"):
+        integrate(m, f, {"k": torch.full((4, 2, 1), 0.1)})
 
 
 def test_nan_forcing_is_an_error_naming_variable_and_position(reservoir_cls, forcings_factory):
@@ -123,16 +124,15 @@ def test_input_errors_are_clear(reservoir_cls, forcings_factory):
         m(f, static_params(m, 3), warmup=10)
     with pytest.raises(ShapeError, match="state 'S'"):
         m(f, static_params(m, 3), state={"S": torch.zeros(3, 1)})
-    with pytest.raises(SpecError, match="warmup_mode"):
+    with pytest.raises(ConfigError, match="warmup_mode"):
         type(m)(warmup_mode="later")
 
 
-def test_process_slot_filler_replaces_default_only_inside_block(reservoir_cls, forcings_factory):
+def test_process_slot_filler_replaces_default_only_in_its_call(reservoir_cls, forcings_factory):
     m = reservoir_cls()
     f = forcings_factory(20, 2)
     params = static_params(m, 2)
-    with m.filling("evaporation", lambda inputs: torch.zeros_like(inputs["S"])):
-        no_et = m(f, params)
+    no_et = m(f, params, processes={"evaporation": lambda inputs: torch.zeros_like(inputs["S"])})
     assert float(no_et["ET"].abs().sum()) == 0.0
     assert float(m(f, params)["ET"].sum()) > 0.0
     with pytest.raises(SpecError, match="no process slot 'melt'"):

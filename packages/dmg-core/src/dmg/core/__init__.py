@@ -4,9 +4,13 @@ The public interface::
 
     Parameter, ParameterSpec          physical parameters and raw -> physical mapping
     Variable, State, MassBalance      declarations of forcings, states, outputs, conservation
-    PhysicsModel, ProcessSlot         process models on the time-stepping engine
+    PhysicsModel, Signature           what a process model is: its immutable signature
+    StepModel, SeriesModel            the two ways to write one: a time step, or the whole series
+    ProcessSlot, Processes            processes a network may replace, and their fillers in a run
     Chain, Ensemble                   composite physics models
+    Engine, integrate                 how models are run: backend, memory policy, warm-up, checks
     ParameterLearning, ProcessReplacement, OutputCorrection   couplings
+    Network                           the network interface couplings rely on
     DeltaModel                        networks + physics + couplings as one nn.Module
     Batch                             one minibatch, time-major
 """
@@ -15,23 +19,29 @@ from dmg.core.__about__ import __version__ as __version__
 from dmg.core.composites import Chain, Ensemble
 from dmg.core.couplings import Coupling, CouplingContext, OutputCorrection, ParameterLearning, ProcessReplacement
 from dmg.core.data.batch import Batch
+from dmg.core.engine import Engine, integrate
 from dmg.core.errors import ConfigError, DmgError, InputError, RegistryError, ShapeError, SpecError
 from dmg.core.model import DeltaModel
+from dmg.core.networks import Network
 from dmg.core.parameters import Parameter, ParameterSpec
-from dmg.core.physics import Outputs, PhysicsModel, ProcessSlot
+from dmg.core.physics import Composite, Outputs, PhysicsModel, SeriesModel, StepModel
+from dmg.core.signature import Processes, ProcessSlot, Signature
 from dmg.core.variables import MassBalance, State, Variable
 
 __all__ = [
     "Batch",
     "Chain",
+    "Composite",
     "ConfigError",
     "Coupling",
     "CouplingContext",
     "DeltaModel",
     "DmgError",
+    "Engine",
     "Ensemble",
     "InputError",
     "MassBalance",
+    "Network",
     "OutputCorrection",
     "Outputs",
     "Parameter",
@@ -40,9 +50,14 @@ __all__ = [
     "PhysicsModel",
     "ProcessReplacement",
     "ProcessSlot",
+    "Processes",
     "RegistryError",
+    "SeriesModel",
     "ShapeError",
+    "Signature",
     "SpecError",
     "State",
+    "StepModel",
     "Variable",
+    "integrate",
 ]

@@ -1,25 +1,23 @@
-"""Objects from a validated :class:`~dmg.core.config.RunConfig`: physics, networks, couplings, model, loss."""
+"""Objects from a validated :class:`~dmg.core.config.RunConfig`: physics, couplings, networks, model, loss.
+
+Everything is built through the registry: a component named in the config is loaded by name and
+built with its own ``from_config``, so a downstream physics model, network, coupling or backend
+needs no change here.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import nn
 
-from dmg.core.config import (
-    ComponentRef,
-    OutputCorrectionConfig,
-    ParameterLearningConfig,
-    ProcessReplacementConfig,
-    RunConfig,
-    resolve_component,
-)
-from dmg.core.couplings import Coupling, OutputCorrection, ParameterLearning, ProcessReplacement
+from dmg.core.config import ComponentRef, RunConfig, resolve_component
+from dmg.core.couplings import Coupling
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.roles import DataRoles
+from dmg.core.engine import Engine
 from dmg.core.errors import ConfigError
 from dmg.core.model import DeltaModel
+from dmg.core.networks import NetworkInputs, NetworkOutputs, add_outputs, output_kind
 from dmg.core.physics import PhysicsModel
 
 
@@ -29,40 +27,38 @@ def build_physics(config: RunConfig) -> PhysicsModel:
     return cls.from_config(cfg)
 
 
-def build_coupling(cfg: Any) -> Coupling:
-    """One coupling from its config."""
-    options = cfg.model_dump(exclude={"kind"})
-    if isinstance(cfg, ParameterLearningConfig):
-        return ParameterLearning(**options)
-    if isinstance(cfg, ProcessReplacementConfig):
-        return ProcessReplacement(**options)
-    if isinstance(cfg, OutputCorrectionConfig):
-        return OutputCorrection(**options)
-    raise ConfigError(f"unknown coupling config {type(cfg).__name__}")
+def build_couplings(config: RunConfig) -> list[Coupling]:
+    """The couplings of ``model.couplings``, in order."""
+    couplings = []
+    for i, ref in enumerate(config.model.couplings):
+        cls, cfg = resolve_component("dmg.couplings", ref, f"model.couplings.{i}")
+        couplings.append(cls.from_config(cfg))
+    return couplings
 
 
-def network_sizes(cfg: Any, phy_model: PhysicsModel, roles: DataRoles, network_cls: type) -> dict[str, Any]:
-    """``n_inputs``, ``n_outputs`` and ``n_static`` of the network a coupling uses.
+def network_sizes(
+    name: str, users: list[tuple[int, Coupling]], phy_model: PhysicsModel, roles: DataRoles, kind: str
+) -> dict[str, int | NetworkOutputs]:
+    """``n_inputs``, ``n_outputs`` and ``n_static`` of network ``name``, from every coupling that uses it.
 
-    ``n_inputs`` is the width of the sequence input and ``n_static`` that of the static input; a
-    network reading only one of them takes its size from that one.
+    The couplings must agree on the inputs; their output channels add up, in coupling order.
     """
-    n_features, n_static = roles.n_sequence_features, roles.n_static_features
-    if isinstance(cfg, ParameterLearningConfig):
-        split = getattr(network_cls, "output_kind", "single") == "split"
-        n_outputs = ParameterLearning(learn=cfg.learn).n_outputs(phy_model, split=split)
-        return {"n_inputs": n_features, "n_outputs": n_outputs, "n_static": n_static}
-    if isinstance(cfg, ProcessReplacementConfig):
-        n_slot = len(phy_model.slot(cfg.slot).inputs)
-        return {"n_inputs": n_slot + (n_static if cfg.static_context else 0), "n_outputs": 1, "n_static": 0}
-    if isinstance(cfg, OutputCorrectionConfig):
-        n_in = n_features + (len(cfg.variables) if cfg.physics_as_input else 0)
-        return {"n_inputs": n_in, "n_outputs": len(cfg.variables), "n_static": n_static}
-    raise ConfigError(f"unknown coupling config {type(cfg).__name__}")
+    available = NetworkInputs(roles.n_sequence_features, roles.n_static_features)
+    inputs: dict[NetworkInputs, list[str]] = {}
+    n_outputs: NetworkOutputs | None = None
+    for i, c in users:
+        inputs.setdefault(c.network_inputs(phy_model, available), []).append(f"model.couplings.{i}")
+        needed = c.network_outputs(phy_model, kind)
+        n_outputs = needed if n_outputs is None else add_outputs(n_outputs, needed)
+    if len(inputs) > 1:
+        described = "; ".join(f"{', '.join(who)} need {vars(need)}" for need, who in inputs.items())
+        raise ConfigError(f"model.nn: the couplings sharing network {name!r} need different inputs: {described}")
+    (need,) = inputs
+    return {"n_inputs": need.n_inputs, "n_outputs": n_outputs, "n_static": need.n_static}
 
 
 def build_model(config: RunConfig) -> DeltaModel:
-    """The DeltaModel: physics, each network sized from its coupling, and the couplings."""
+    """The DeltaModel: physics, couplings, each network sized from the couplings using it, and the engine."""
     phy_model = build_physics(config)
     roles = config.data.roles
     missing = [f for f in phy_model.forcing_names if f not in roles.forcings]
@@ -80,18 +76,19 @@ def build_model(config: RunConfig) -> DeltaModel:
         raise ConfigError(
             f"data.roles.targets: {unknown} are not outputs of the physics model; outputs: {sorted(outputs)}"
         )
+    couplings = build_couplings(config)
     networks: dict[str, nn.Module] = {}
     single = isinstance(config.model.nn, ComponentRef)
     for name, ref in config.model.networks.items():
         path = "model.nn" if single else f"model.nn.{name}"
         cls, cfg = resolve_component("dmg.nn", ref, path)
-        users = [c for c in config.model.couplings if c.network == name]
+        users = [(i, c) for i, c in enumerate(couplings) if c.network == name]
         if not users:
             raise ConfigError(f"{path}: no coupling uses network {name!r}")
-        sizes = network_sizes(users[0], phy_model, roles, cls)
+        sizes = network_sizes(name, users, phy_model, roles, output_kind(cls))
         networks[name] = cls.from_config(cfg, **sizes)
-    couplings = [build_coupling(c) for c in config.model.couplings]
-    model = DeltaModel(networks["default"] if single else networks, phy_model, couplings)
+    engine = Engine.from_config(config.engine)
+    model = DeltaModel(networks["default"] if single else networks, phy_model, couplings, engine=engine)
     return model.to(getattr(torch, config.model.dtype))
 
 

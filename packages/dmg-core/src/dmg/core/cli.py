@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dmg.core import registry
 from dmg.core.__about__ import __version__
 from dmg.core.errors import DmgError
 
@@ -95,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write to this file instead of standard output")
 
     p = command("list", "List installed components and the packages that provide them.")
-    p.add_argument("group", nargs="?", choices=["physics", "nn", "datasets", "losses", "metrics"])
+    p.add_argument("group", nargs="?", choices=[g.split(".", 1)[1] for g in registry.GROUPS])
     return parser
 
 

@@ -12,10 +12,12 @@ A run is described by one YAML file (see ``docs/configuration.md`` for every key
     model:
       physics: {name: hbv, nmul: 16, dynamic: [BETA]}
       nn: {name: lstm, hidden_size: 256}
+      couplings: [{name: parameter_learning}]
+    engine: {backend: {name: eager}, memory: store}
     train: {epochs: 50, batch_size: 100, window: 365, optimizer: {name: adam, lr: 0.001}}
 
 Every section forbids unknown keys.  Registered components (``physics``, ``nn``, ``dataset``,
-``loss``) are named by ``name`` and validated against that component's own ``Config`` model,
+``loss``, couplings, the engine ``backend``) are named by ``name`` and validated against that component's own ``Config`` model,
 so the schema of everything installed is generated from code (:func:`json_schema`).
 """
 
@@ -89,6 +91,9 @@ def resolve_component(group: str, ref: ComponentRef | Mapping[str, Any], path: s
 
 # --------------------------------------------------------------------------- sections
 
+GENERIC_METRICS = ("rmse", "mae", "bias", "correlation")
+"""Metrics ``dmg evaluate`` reports when neither the config nor the dataset names any."""
+
 
 class Section(BaseModel):
     """Base of config sections: unknown keys are errors."""
@@ -137,48 +142,6 @@ class DataConfig(Section):
     units: UnitSplit = Field(default_factory=UnitSplit, description="Spatial split of units.")
 
 
-class CouplingBase(Section):
-    network: str = Field("default", description="Name of the network the coupling uses.")
-
-
-class ParameterLearningConfig(CouplingBase):
-    """A network supplies the physics parameters."""
-
-    kind: Literal["parameter_learning"] = "parameter_learning"
-    learn: list[str] | None = Field(None, description="Learned parameters (default: all).")
-    transform: Literal["sigmoid", "identity", "clamp"] = Field("sigmoid", description="Raw output to [0, 1].")
-    dynamic_transform: Literal["sigmoid", "identity", "clamp"] | None = Field(
-        None, description="Transform of the dynamic part of a split output (default: transform)."
-    )
-    spinup_static: Literal["last", "warmup_end"] = Field(
-        "last", description="Network step whose output sets static parameters during spin-up."
-    )
-    spinup_hold_dynamic: bool = Field(False, description="Hold dynamic parameters at step warmup-1 during spin-up.")
-
-
-class ProcessReplacementConfig(CouplingBase):
-    """A network computes a process slot of the physics model."""
-
-    kind: Literal["process_replacement"] = "process_replacement"
-    slot: str = Field(description="Name of the process slot.")
-    static_context: bool = Field(False, description="Append static network inputs to the slot inputs.")
-
-
-class OutputCorrectionConfig(CouplingBase):
-    """A network corrects physics outputs."""
-
-    kind: Literal["output_correction"] = "output_correction"
-    variables: list[str] = Field(description="Physics outputs to correct.")
-    mode: Literal["additive", "multiplicative", "replace"] = Field("additive", description="How corrections apply.")
-    physics_as_input: bool = Field(True, description="Feed the physics outputs to the network.")
-
-
-CouplingConfig = Annotated[
-    Union[ParameterLearningConfig, ProcessReplacementConfig, OutputCorrectionConfig],  # noqa: UP007
-    Field(discriminator="kind"),
-]
-
-
 class ModelConfig(Section):
     """The differentiable model: physics, networks and how they couple."""
 
@@ -186,8 +149,9 @@ class ModelConfig(Section):
     nn: ComponentRef | dict[str, ComponentRef] = Field(
         description="One network (named 'default') or a mapping name -> network."
     )
-    couplings: list[CouplingConfig] = Field(
-        default_factory=lambda: [ParameterLearningConfig()], description="Couplings, applied in order."
+    couplings: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(name="parameter_learning")],
+        description="Registered couplings (`dmg list couplings`) and their options, applied in order.",
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point precision.")
 
@@ -195,6 +159,26 @@ class ModelConfig(Section):
     def networks(self) -> dict[str, ComponentRef]:
         """The networks by name."""
         return {"default": self.nn} if isinstance(self.nn, ComponentRef) else dict(self.nn)
+
+
+class EngineConfig(Section):
+    """How physics models are run: the loop backend, the memory policy of backward, input checks."""
+
+    backend: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="eager"),
+        description="Registered engine backend (`dmg list backends`) and its options.",
+    )
+    memory: Literal["store", "recompute"] = Field(
+        "store",
+        description="'store': keep the whole graph for backward (fastest); 'recompute': recompute chunks of "
+        "chunk_size steps in backward (less memory, identical results).",
+    )
+    chunk_size: int = Field(64, ge=1, description="Steps per recomputed chunk, for memory 'recompute'.")
+    check_inputs: Literal["auto", "always", "shapes"] = Field(
+        "auto",
+        description="Check input values for NaN/inf: 'always', 'shapes' (names and shapes only) or 'auto' "
+        "(values on the CPU, where it needs no device synchronisation).",
+    )
 
 
 class OptimizerConfig(Section):
@@ -247,14 +231,15 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    metrics: list[str] = Field(
-        default_factory=lambda: ["nse", "kge", "kge_r", "kge_alpha", "kge_beta", "rmse", "bias", "correlation"],
-        description="Registered metrics (`dmg list metrics`).",
+    metrics: list[str] | None = Field(
+        None,
+        description="Registered metrics (`dmg list metrics`); default: those the dataset recommends, else "
+        f"{list(GENERIC_METRICS)}.",
     )
     units_per_batch: int = Field(256, ge=1, description="Units simulated at once.")
     checkpoint: Literal["best", "last"] = Field("best", description="Which checkpoint to evaluate.")
     plots: bool = Field(True, description="Write plots to the run folder (needs matplotlib; skipped without it).")
-    plot_units: int = Field(12, ge=0, description="Units whose hydrographs are plotted (the first ones).")
+    plot_units: int = Field(12, ge=0, description="Units whose series are plotted (the first ones).")
 
 
 class OutputConfig(Section):
@@ -272,6 +257,7 @@ class RunConfig(Section):
     device: str = Field("cpu", description="'cpu', 'cuda', 'cuda:N' or 'auto'.")
     data: DataConfig
     model: ModelConfig
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="How physics models are run.")
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -307,6 +293,7 @@ def load_config(
         base = path.resolve().parent
     for item in overrides:
         apply_override(data, item)
+    check_moved_keys(data, where)
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
@@ -325,20 +312,66 @@ def check_components(config: RunConfig, where: str = "") -> None:
             path = "model.nn" if isinstance(config.model.nn, ComponentRef) else f"model.nn.{name}"
             resolve_component("dmg.nn", ref, path)
         resolve_component("dmg.losses", config.train.loss, "train.loss")
+        resolve_component("dmg.backends", config.engine.backend, "engine.backend")
         known = registry.entries("dmg.metrics")
-        for metric in config.evaluate.metrics:
+        for metric in config.evaluate.metrics or ():
             if metric not in known:
                 close = get_close_matches(metric, list(known), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"evaluate.metrics: unknown metric {metric!r}.{hint} Known: {', '.join(known)}")
         names = set(config.model.networks)
-        for i, c in enumerate(config.model.couplings):
-            if c.network not in names:
+        for i, ref in enumerate(config.model.couplings):
+            _, options = resolve_component("dmg.couplings", ref, f"model.couplings.{i}")
+            network = getattr(options, "network", None)
+            if network is not None and network not in names:
                 raise ConfigError(
-                    f"model.couplings.{i}.network: no network named {c.network!r}; networks: {sorted(names)}"
+                    f"model.couplings.{i}.network: no network named {network!r}; networks: {sorted(names)}"
                 )
     except ConfigError as exc:
         raise ConfigError(f"{exc}{where}") from None
+
+
+MOVED_KEYS: tuple[tuple[str, str], ...] = (
+    (
+        "backend",
+        "the engine backend is chosen per run now, not per physics model: remove it here and write "
+        "`engine: {backend: {name: <backend>}}` at the top level of the config",
+    ),
+    (
+        "backend_options",
+        "engine options are set per run now: remove them here and write them under `engine:` at the top level, "
+        "e.g. `engine: {memory: recompute, chunk_size: 32}` for what the 'checkpoint' backend did",
+    ),
+)
+"""Options that moved out of physics models, with what to write instead."""
+
+
+def check_moved_keys(data: Mapping[str, Any], where: str = "") -> None:
+    """Raise a :class:`ConfigError` saying what to write instead for keys of older configs."""
+    model = data.get("model") if isinstance(data, Mapping) else None
+    if not isinstance(model, Mapping):
+        return
+
+    def physics(node: Any, path: str) -> None:
+        if not isinstance(node, Mapping):
+            return
+        for key, advice in MOVED_KEYS:
+            if key in node:
+                raise ConfigError(f"{path}.{key}: {advice}{where}")
+        members = node.get("members")
+        if isinstance(members, Mapping):
+            for name, member in members.items():
+                physics(member, f"{path}.members.{name}")
+
+    physics(model.get("physics"), "model.physics")
+    couplings = model.get("couplings")
+    if isinstance(couplings, list):
+        for i, coupling in enumerate(couplings):
+            if isinstance(coupling, Mapping) and "kind" in coupling and "name" not in coupling:
+                raise ConfigError(
+                    f"model.couplings.{i}.kind: couplings are registered components now, named like every other "
+                    f"component: write `name: {coupling['kind']}` instead of `kind: {coupling['kind']}`{where}"
+                )
 
 
 def _resolve_dataset_paths(config: RunConfig, base: Path) -> None:
@@ -430,13 +463,7 @@ def config_error(exc: ValidationError, model: type[BaseModel], prefix: str = "",
     return ConfigError(head + ":\n  " + "\n  ".join(lines) if len(lines) > 1 else f"{head}: {lines[0]}")
 
 
-_UNION_TAGS = {
-    "parameter_learning",
-    "process_replacement",
-    "output_correction",
-    "ComponentRef",
-    "dict[str,ComponentRef]",
-}
+_UNION_TAGS = {"ComponentRef", "dict[str,ComponentRef]"}
 """Location parts pydantic adds for union members; not keys a user wrote."""
 
 
@@ -486,18 +513,30 @@ def json_schema() -> dict[str, Any]:
             return ComponentRef
         return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
 
-    dataset, physics, network, loss = (union(g) for g in ("dmg.datasets", "dmg.physics", "dmg.nn", "dmg.losses"))
+    dataset, physics, network, loss, coupling, backend = (
+        union(g) for g in ("dmg.datasets", "dmg.physics", "dmg.nn", "dmg.losses", "dmg.couplings", "dmg.backends")
+    )
     data_model = create_model("DataConfig", __base__=DataConfig, dataset=(dataset, ...))
     networks = Union[network, dict[str, network]]  # noqa: UP007 - built at run time
-    model_model = create_model("ModelConfig", __base__=ModelConfig, physics=(physics, ...), nn=(networks, ...))
+    model_model = create_model(
+        "ModelConfig",
+        __base__=ModelConfig,
+        physics=(physics, ...),
+        nn=(networks, ...),
+        couplings=(list[coupling], Field(default_factory=lambda: [{"name": "parameter_learning"}])),
+    )
     train_model = create_model(
         "TrainConfig", __base__=TrainConfig, loss=(loss, Field(default_factory=lambda: {"name": "mse"}))
+    )
+    engine_model = create_model(
+        "EngineConfig", __base__=EngineConfig, backend=(backend, Field(default_factory=lambda: {"name": "eager"}))
     )
     run_model = create_model(
         "RunConfig",
         __base__=RunConfig,
         data=(data_model, ...),
         model=(model_model, ...),
+        engine=(engine_model, Field(default_factory=engine_model)),
         train=(train_model, Field(default_factory=train_model)),
     )
     schema = run_model.model_json_schema()

@@ -17,6 +17,8 @@ _GROUP_TITLES = {
     "dmg.datasets": ("Datasets", "data.dataset"),
     "dmg.physics": ("Physics models", "model.physics"),
     "dmg.nn": ("Networks", "model.nn"),
+    "dmg.couplings": ("Couplings", "model.couplings, a list"),
+    "dmg.backends": ("Engine backends", "engine.backend"),
     "dmg.losses": ("Losses", "train.loss"),
 }
 
@@ -35,7 +37,7 @@ def _type_name(annotation: Any) -> str:
         inner = get_args(args[0])[0] if get_origin(args[0]) is Annotated else args[0]
         members = get_args(inner) if get_origin(inner) in (Union, UnionType) else ()
         if members and all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
-            return "list of couplings"
+            return "list of components"
         return f"list of {_type_name(args[0])}"
     if get_origin(annotation) is dict:
         return f"mapping of {_type_name(args[0])} to {_type_name(args[1])}"
@@ -54,7 +56,7 @@ def _default(field: Any) -> str:
     if isinstance(value, BaseModel):
         return f"`{value.model_dump(exclude_defaults=True) or value.model_dump()}`"
     if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-        return "`[" + ", ".join(getattr(v, "kind", type(v).__name__) for v in value) + "]`"
+        return "`[" + ", ".join(str(v.model_dump()) for v in value) + "]`"
     if isinstance(value, Path):
         return f"`{value}`"
     return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
@@ -75,7 +77,7 @@ def field_table(model: type[BaseModel], prefix: str = "") -> list[str]:
         key = f"{prefix}{name}"
         sub = _section_model(field.annotation)
         description = (field.description or "").replace("|", "\\|")
-        if sub is not None and sub.model_fields and "Coupling" not in sub.__name__:
+        if sub is not None and sub.model_fields:
             nested.append((key, sub))
             continue
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
@@ -90,8 +92,6 @@ def _table(rows: list[str]) -> list[str]:
 
 def configuration_reference() -> str:
     """The configuration reference as markdown: every section key, then every installed component."""
-    from dmg.core.config import OutputCorrectionConfig, ParameterLearningConfig, ProcessReplacementConfig
-
     lines = [
         "# Configuration reference",
         "",
@@ -103,18 +103,7 @@ def configuration_reference() -> str:
         "",
         *_table(field_table(RunConfig)),
         "",
-        "## Couplings (`model.couplings`, a list; each item chosen by `kind`)",
-        "",
     ]
-    for cls in (ParameterLearningConfig, ProcessReplacementConfig, OutputCorrectionConfig):
-        lines += [
-            f"### `{cls.model_fields['kind'].default}`",
-            "",
-            (cls.__doc__ or "").strip(),
-            "",
-            *_table(field_table(cls)),
-            "",
-        ]
     for group, (title, key) in _GROUP_TITLES.items():
         lines += [f"## {title} (`{key}`, chosen by `name`)", ""]
         entries = registry.entries(group)

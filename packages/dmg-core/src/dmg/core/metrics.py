@@ -25,15 +25,13 @@ numpy inputs give numpy outputs.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from dmg.core.errors import RegistryError, ShapeError
+from dmg.core.errors import ShapeError
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -180,35 +178,3 @@ METRICS: dict[str, Callable[[ArrayLike, ArrayLike], ArrayLike]] = {
     "correlation": correlation,
 }
 """The generic metrics by name."""
-
-
-def compute(prediction: ArrayLike, target: ArrayLike, names: Iterable[str] | None = None) -> dict[str, ArrayLike]:
-    """Several metrics at once: name -> per-unit values (all of :data:`METRICS` by default)."""
-    chosen = list(METRICS) if names is None else list(names)
-    unknown = [n for n in chosen if n not in METRICS]
-    if unknown:
-        raise RegistryError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
-    return {n: METRICS[n](prediction, target) for n in chosen}
-
-
-def summarize(per_unit: Mapping[str, ArrayLike]) -> dict[str, dict[str, Any]]:
-    """Median and mean of each metric over units, ignoring units where it is NaN.
-
-    Returns
-    -------
-    dict
-        name -> ``{"median": float, "mean": float, "n_units": int, "n_valid": int}``;
-        median and mean are NaN when no unit has a value.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name, values in per_unit.items():
-        v = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
-        v = v.reshape(-1)
-        finite = v[np.isfinite(v)]
-        out[name] = {
-            "median": float(np.median(finite)) if finite.size else math.nan,
-            "mean": float(finite.mean()) if finite.size else math.nan,
-            "n_units": int(v.size),
-            "n_valid": int(finite.size),
-        }
-    return out

@@ -167,18 +167,6 @@ class ParameterSpec:
         return tuple(p for p in params if p.per_component) + tuple(p for p in params if not p.per_component)
 
     # ------------------------------------------------------------- derivation
-    def with_dynamic(self, names: Iterable[str]) -> ParameterSpec:
-        """A copy in which exactly ``names`` are time-varying."""
-        return replace(self, dynamic=frozenset(names))
-
-    def with_nmul(self, nmul: int) -> ParameterSpec:
-        """A copy with ``nmul`` parallel components."""
-        return replace(self, nmul=nmul)
-
-    def with_layout(self, layout: Layout) -> ParameterSpec:
-        """A copy with another raw channel layout."""
-        return replace(self, layout=layout)
-
     def subset(self, names: Iterable[str]) -> ParameterSpec:
         """A copy with only ``names`` (in this spec's order), e.g. the ones a network learns."""
         wanted = set(names)

@@ -1,17 +1,17 @@
-"""The :class:`PhysicsModel` base class: declarations, the time loop, warm-up and state carry-over.
+"""Physics models: :class:`PhysicsModel` and the two ways to implement one, :class:`StepModel` and :class:`SeriesModel`.
 
 A process model declares what it reads (``forcings``, ``attributes``), what it learns
 (``physical_parameters``), what it carries (``states``), what it writes (``outputs``),
 optionally which processes a network may replace (``slots``) and how it conserves mass
 (``mass_balance``), and implements one time step as pure tensor code::
 
-    class Bucket(PhysicsModel):
+    class Bucket(StepModel):
         forcings = (Variable("P", "mm/day"), Variable("PET", "mm/day"))
         physical_parameters = (Parameter("k", 0.01, 0.5, "1/day"),)
         states = (State("S", "mm", initial=10.0),)
         outputs = (Variable("Q", "mm/day"), Variable("ET", "mm/day"))
 
-        def step(self, state, forcing_t, params_t):
+        def step(self, state, forcing_t, params_t, processes):
             s = state["S"] + forcing_t["P"]
             et = torch.minimum(s, forcing_t["PET"])
             q = params_t["k"] * (s - et)
@@ -19,72 +19,112 @@ optionally which processes a network may replace (``slots``) and how it conserve
 
 Inside ``step`` every state and per-component parameter is ``[unit, nmul]``; forcings,
 attributes and shared parameters are ``[unit, 1]`` so they broadcast against them.
-Fluxes returned by ``step`` are stacked over time and averaged over components
-(:meth:`PhysicsModel.finalize`) into ``[time, unit]`` outputs.
+Fluxes returned by ``step`` are stacked over time and averaged over components into
+``[time, unit]`` outputs by the engine.
+
+The class-level declarations are defaults; each instance has its own immutable
+:class:`~dmg.core.signature.Signature` (``model.signature``), built once in ``__init__``. A model
+whose declarations depend on its options passes them to ``super().__init__`` (e.g.
+``states=(...)``); reading ``model.states`` on an instance gives the instance's own, and
+assigning to it is an error.
+
+Models with no time loop derive from :class:`SeriesModel` and compute the whole series in
+``simulate``. Neither kind contains warm-up logic or loops over time itself: the engine
+(:func:`dmg.core.engine.integrate`) owns both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+import inspect
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from dmg.core import engine
-from dmg.core.components import PhysicsConfig
-from dmg.core.errors import InputError, ShapeError, SpecError
+from dmg.core.components import Component, PhysicsConfig
+from dmg.core.errors import SpecError
 from dmg.core.parameters import Parameter, ParameterSpec
+from dmg.core.signature import (
+    NO_PROCESSES,
+    WARMUP_MODES,
+    Processes,
+    ProcessSlot,
+    Signature,
+    SlotFiller,
+    TensorDict,
+    WarmupMode,
+)
 from dmg.core.variables import MassBalance, State, Variable
 
-TensorDict = dict[str, torch.Tensor]
-WarmupMode = Literal["spinup", "inline"]
-"""``spinup``: a gradient-free pass over the first ``warmup`` steps sets the initial state,
-and outputs cover the remaining steps.  ``inline``: one pass over all steps, the first
-``warmup`` outputs are dropped."""
+__all__ = [
+    "Composite",
+    "Outputs",
+    "PhysicsModel",
+    "Processes",
+    "ProcessSlot",
+    "SeriesModel",
+    "Signature",
+    "SlotFiller",
+    "StepModel",
+    "TensorDict",
+    "WarmupMode",
+]
+
+_DECLARATIONS = (
+    "forcings",
+    "attributes",
+    "physical_parameters",
+    "states",
+    "outputs",
+    "slots",
+    "mass_balance",
+    "warmup_modes",
+)
+"""Class attributes that declare a model's signature."""
+
+_SIGNATURE_FIELD = {"physical_parameters": "parameters"}
 
 
-@dataclass(frozen=True)
-class ProcessSlot:
-    """A process inside ``step`` that a network may replace (see ``ProcessReplacement``).
+class _Declaration:
+    """A class-level declaration: the class's default on the class, the instance's signature on an instance."""
 
-    Parameters
-    ----------
-    name
-        Identifier used by the coupling and in configs.
-    inputs
-        Names of the quantities ``step`` passes to the process, in the order a network sees them.
-    unit
-        Unit of the process's value.
-    low, high
-        Bounds of the value: with both, a network's output ``y`` becomes
-        ``low + sigmoid(y) * (high - low)``; with only ``low``, ``low + softplus(y)``;
-        with neither, ``y`` unchanged.
-    description
-        One line for documentation.
-    """
+    def __init__(self, name: str, default: Any) -> None:
+        self.name = name
+        self.default = default
 
-    name: str
-    inputs: tuple[str, ...]
-    unit: str = ""
-    low: float | None = None
-    high: float | None = None
-    description: str = ""
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None or "signature" not in instance.__dict__:
+            return self.default
+        value = getattr(instance.signature, _SIGNATURE_FIELD.get(self.name, self.name))
+        return value.parameters if isinstance(value, ParameterSpec) else value
 
-    def bound(self, y: torch.Tensor) -> torch.Tensor:
-        """Map an unbounded network output into the slot's bounds."""
-        if self.low is not None and self.high is not None:
-            return self.low + torch.sigmoid(y) * (self.high - self.low)
-        if self.low is not None:
-            return self.low + nn.functional.softplus(y)
-        if self.high is not None:
-            return self.high - nn.functional.softplus(-y)
-        return y
+    def __set__(self, instance: Any, value: Any) -> None:
+        raise AttributeError(
+            f"{type(instance).__name__}.{self.name} is part of the model's immutable signature; "
+            f"pass {_SIGNATURE_FIELD.get(self.name, self.name)}=... to PhysicsModel.__init__ instead"
+        )
 
 
-SlotFiller = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+def _check_step_signature(cls: type) -> None:
+    """A ``step`` written for the old three-argument interface fails at class definition, saying what changed."""
+    step = cls.__dict__.get("step")
+    if step is None:
+        return
+    step_base = globals().get("StepModel")
+    if step_base is not None and not issubclass(cls, step_base):
+        raise SpecError(f"{cls.__name__} defines step(): derive it from dmg.core.StepModel, not PhysicsModel")
+    try:
+        arguments = list(inspect.signature(step).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover - builtins and C callables
+        return
+    positional = [a for a in arguments if a.kind in (a.POSITIONAL_ONLY, a.POSITIONAL_OR_KEYWORD)]
+    variadic = any(a.kind is a.VAR_POSITIONAL for a in arguments)
+    if len(positional) != 5 and not variadic:
+        raise SpecError(
+            f"{cls.__name__}.step must take (self, state, forcing_t, params_t, processes); process fillers are "
+            "an explicit argument: call processes.compute(slot, default, **inputs) instead of self.process(...)"
+        )
 
 
 class Outputs(dict):
@@ -100,21 +140,24 @@ class Outputs(dict):
         self.state = dict(state or {})
 
 
-class PhysicsModel(nn.Module):
-    """Base class of every process model.
+class PhysicsModel(Component, nn.Module):
+    """Base class of every process model: an immutable :attr:`signature` plus how to compute it.
+
+    Do not derive from this class directly: implement a :class:`StepModel` (``step``, the common
+    case), a :class:`SeriesModel` (``simulate`` over the whole series), or compose models with
+    :class:`~dmg.core.composites.Chain` and :class:`~dmg.core.composites.Ensemble`.
 
     Parameters
     ----------
-    nmul
-        Number of parallel components per unit, each with its own parameters.
-    dynamic
-        Names of parameters that vary in time.
-    warmup_mode
-        Default warm-up mode (see :data:`WarmupMode`).
-    backend
-        Engine backend that runs :meth:`step` (see :mod:`dmg.core.engine`).
-    backend_options
-        Options of that backend, e.g. ``{"chunk_size": 32}``.
+    config
+        The model's ``Config`` (or a mapping of its options); alternatively give the options as keywords.
+    forcings, attributes, parameters, states, outputs, slots, mass_balance, warmup_modes
+        For subclasses: this instance's declarations where they differ from the class-level ones
+        (``parameters`` may be a tuple of :class:`~dmg.core.parameters.Parameter` or a whole
+        :class:`~dmg.core.parameters.ParameterSpec`).
+    **options
+        Options of the model's ``Config``: ``nmul`` (parallel components per unit), ``dynamic``
+        (time-varying parameters), ``warmup_mode`` and the model's own.
     """
 
     forcings: ClassVar[tuple[Variable, ...]] = ()
@@ -124,114 +167,107 @@ class PhysicsModel(nn.Module):
     outputs: ClassVar[tuple[Variable, ...]] = ()
     slots: ClassVar[tuple[ProcessSlot, ...]] = ()
     mass_balance: ClassVar[MassBalance | None] = None
+    warmup_modes: ClassVar[tuple[WarmupMode, ...]] = WARMUP_MODES
     Config: ClassVar[type[PhysicsConfig]] = PhysicsConfig
 
-    @classmethod
-    def from_config(cls, config: PhysicsConfig, **context: object) -> PhysicsModel:
-        """Build the model from its validated ``Config``."""
-        return cls(**config.model_dump(), **context)
+    signature: Signature
+    warmup_mode: WarmupMode
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _DECLARATIONS:
+            if name in cls.__dict__ and not isinstance(cls.__dict__[name], _Declaration):
+                setattr(cls, name, _Declaration(name, cls.__dict__[name]))
+        _check_step_signature(cls)
 
     def __init__(
         self,
+        config: Any = None,
+        /,
         *,
-        nmul: int = 1,
-        dynamic: tuple[str, ...] | list[str] = (),
-        warmup_mode: WarmupMode = "spinup",
-        backend: str = "eager",
-        backend_options: Mapping[str, object] | None = None,
+        forcings: tuple[Variable, ...] | None = None,
+        attributes: tuple[Variable, ...] | None = None,
+        parameters: tuple[Parameter, ...] | ParameterSpec | None = None,
+        states: tuple[State, ...] | None = None,
+        outputs: tuple[Variable, ...] | None = None,
+        slots: tuple[ProcessSlot, ...] | None = None,
+        mass_balance: MassBalance | type[Ellipsis] | None = ...,
+        warmup_modes: tuple[WarmupMode, ...] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        if warmup_mode not in ("spinup", "inline"):
-            raise SpecError(f"warmup_mode must be 'spinup' or 'inline', got {warmup_mode!r}")
-        self.warmup_mode: WarmupMode = warmup_mode
-        self.backend = backend
-        self.backend_options = dict(backend_options or {})
-        self._fillers: dict[str, SlotFiller] = {}
-        self.parameter_spec = ParameterSpec(
-            self.declare_parameters(dynamic=tuple(dynamic)), dynamic=frozenset(dynamic), nmul=nmul
+        nn.Module.__init__(self)
+        self.config = self.validate_config(config, options)
+        cls = type(self)
+        if not isinstance(parameters, ParameterSpec):
+            declared = cls.physical_parameters if parameters is None else tuple(parameters)
+            dynamic = tuple(getattr(self.config, "dynamic", ()))
+            parameters = ParameterSpec(declared, dynamic=frozenset(dynamic), nmul=getattr(self.config, "nmul", 1))
+        signature = Signature(
+            forcings=cls.forcings if forcings is None else forcings,
+            attributes=cls.attributes if attributes is None else attributes,
+            parameters=parameters,
+            states=cls.states if states is None else states,
+            outputs=cls.outputs if outputs is None else outputs,
+            slots=cls.slots if slots is None else slots,
+            mass_balance=cls.mass_balance if mass_balance is ... else mass_balance,
+            warmup_modes=cls.warmup_modes if warmup_modes is None else warmup_modes,
         )
+        object.__setattr__(self, "signature", signature)
+        mode = getattr(self.config, "warmup_mode", None) or signature.warmup_modes[0]
+        if mode not in signature.warmup_modes:
+            raise SpecError(
+                f"warmup_mode: {cls.__name__} supports warm-up modes {list(signature.warmup_modes)}, got {mode!r}"
+            )
+        self.warmup_mode = mode
 
     # ------------------------------------------------------------ declarations
-    def declare_parameters(self, dynamic: tuple[str, ...]) -> tuple[Parameter, ...]:
-        """The model's parameters; override when they depend on the configuration."""
-        return tuple(self.physical_parameters)
+    @property
+    def parameter_spec(self) -> ParameterSpec:
+        """The model's parameters, with ``nmul`` and the dynamic ones."""
+        return self.signature.parameters
 
     @property
     def nmul(self) -> int:
         """Number of parallel components per unit."""
-        return self.parameter_spec.nmul
+        return self.signature.parameters.nmul
 
     @property
     def forcing_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.forcings)
+        return self.signature.forcing_names
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.attributes)
+        return self.signature.attribute_names
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.states)
+        return self.signature.state_names
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(v.name for v in self.outputs)
+        return self.signature.output_names
+
+    def slot(self, name: str) -> ProcessSlot:
+        """The declared :class:`ProcessSlot` called ``name``."""
+        try:
+            return self.signature.slot(name)
+        except SpecError as exc:
+            raise SpecError(f"{type(self).__name__} has {exc}") from None
+
+    def state_shapes(self, n_units: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every state for ``n_units`` units: ``[unit, nmul]``."""
+        return {name: (n_units, self.nmul) for name in self.signature.state_names}
 
     def initial_state(
         self, n_units: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> TensorDict:
         """Every state at its declared initial value, ``[unit, nmul]``."""
-        return {s.name: torch.full((n_units, self.nmul), s.initial, dtype=dtype, device=device) for s in self.states}
-
-    # ------------------------------------------------------------------ slots
-    def process(
-        self, name: str, default: torch.Tensor | Callable[[], torch.Tensor], **inputs: torch.Tensor
-    ) -> torch.Tensor:
-        """Value of the process slot ``name``: a network's if one fills it, else ``default``.
-
-        Call this from :meth:`step` with the slot's declared inputs as keywords.
-        """
-        filler = self._fillers.get(name)
-        if filler is None:
-            return default() if callable(default) else default
-        return filler(inputs)
-
-    def slot(self, name: str) -> ProcessSlot:
-        """The declared :class:`ProcessSlot` called ``name``."""
-        for s in self.slots:
-            if s.name == name:
-                return s
-        raise SpecError(
-            f"{type(self).__name__} has no process slot {name!r}; slots: {[s.name for s in self.slots] or 'none'}"
-        )
-
-    @contextmanager
-    def filling(self, name: str, filler: SlotFiller) -> Iterator[None]:
-        """Within the block, ``filler`` computes process slot ``name``."""
-        self.slot(name)
-        previous = self._fillers.get(name)
-        self._fillers[name] = filler
-        try:
-            yield
-        finally:
-            if previous is None:
-                self._fillers.pop(name, None)
-            else:
-                self._fillers[name] = previous
+        shapes = self.state_shapes(n_units)
+        return {
+            s.name: torch.full(shapes[s.name], s.initial, dtype=dtype, device=device) for s in self.signature.states
+        }
 
     # -------------------------------------------------------------- the model
-    def step(self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict) -> tuple[TensorDict, TensorDict]:
-        """Advance one time step; return the new state and this step's fluxes."""
-        raise NotImplementedError(f"{type(self).__name__} must implement step() or override simulate()")
-
-    def finalize(self, fluxes: TensorDict, params: TensorDict, attributes: TensorDict) -> TensorDict:
-        """Turn stacked step fluxes ``[time, unit, nmul]`` into outputs ``[time, unit]``.
-
-        The default averages every component-resolved flux over its components.
-        Override to add derived outputs (e.g. summaries over the whole series).
-        """
-        return {name: value.mean(dim=-1) for name, value in fluxes.items()}
-
     def forward(
         self,
         forcings: torch.Tensor | Mapping[str, torch.Tensor],
@@ -242,8 +278,11 @@ class PhysicsModel(nn.Module):
         warmup: int = 0,
         warmup_mode: WarmupMode | None = None,
         warmup_params: Mapping[str, torch.Tensor] | None = None,
+        processes: Mapping[str, SlotFiller] | None = None,
+        save: Any = None,
+        engine: Any = None,
     ) -> Outputs:
-        """Simulate the model over a forcing series.
+        """Simulate the model over a forcing series through :func:`dmg.core.engine.integrate`.
 
         Parameters
         ----------
@@ -257,196 +296,153 @@ class PhysicsModel(nn.Module):
         state
             Initial state (e.g. ``outputs.state`` of a previous call); default: declared initial values.
         warmup
-            Number of leading steps used to spin up the state; outputs exclude them.
+            Number of leading steps used to warm up the state; outputs exclude them.
         warmup_mode
             ``spinup`` or ``inline`` (default: the model's ``warmup_mode``).
         warmup_params
             Parameters for the spin-up pass (default: ``params``).
+        processes
+            Fillers of process slots, slot name -> ``filler(inputs) -> value``.
+        save
+            Names of the outputs to keep (default: all); the others are never stacked.
+        engine
+            How to run: an :class:`~dmg.core.engine.Engine`, a backend name, or ``None`` for the default.
 
         Returns
         -------
         Outputs
             Outputs after warm-up, ``[time - warmup, unit]``, with the final state in ``.state``.
         """
-        forcing_map = self.check_forcings(forcings)
-        n_time, n_units = next(iter(forcing_map.values())).shape[:2]
-        params = self.check_params(params, n_time, n_units, like=next(iter(forcing_map.values())))
-        if warmup_params is not None:
-            warmup_params = self.check_params(warmup_params, n_time, n_units, like=next(iter(forcing_map.values())))
-        attrs = self.check_attributes(attributes, n_units)
-        if not 0 <= warmup < n_time:
-            raise InputError(f"warmup must be in [0, {n_time}) for a series of {n_time} steps, got {warmup}")
-        outputs, final_state, n_trim = self.simulate(
-            forcing_map,
+        from dmg.core.engine import integrate  # the engine runs models; models do not import it at load
+
+        return integrate(
+            self,
+            forcings,
             params,
-            attrs,
-            state,
+            attributes=attributes,
+            state=state,
             warmup=warmup,
-            warmup_mode=warmup_mode or self.warmup_mode,
+            warmup_mode=warmup_mode,
             warmup_params=warmup_params,
+            processes=processes,
+            save=save,
+            engine=engine,
         )
-        return Outputs(trim_leading(outputs, n_trim), final_state)
+
+    def extra_repr(self) -> str:
+        spec = self.parameter_spec
+        dyn = f", dynamic={sorted(spec.dynamic)}" if spec.dynamic else ""
+        return f"nmul={spec.nmul}{dyn}, warmup_mode={self.warmup_mode!r}"
+
+
+class StepModel(PhysicsModel):
+    """A model defined by one time step; the engine runs it over time (see the module docstring)."""
+
+    def step(
+        self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
+    ) -> tuple[TensorDict, TensorDict]:
+        """Advance one time step; return the new state and this step's fluxes.
+
+        Parameters
+        ----------
+        state
+            Every state, ``[unit, nmul]``.
+        forcing_t
+            This step's forcings, ``[unit, 1]``.
+        params_t
+            Parameters (``[unit, nmul]`` per component, ``[unit, 1]`` shared) and attributes (``[unit, 1]``).
+        processes
+            Fillers of the model's process slots: ``processes.compute(slot, default, **inputs)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+
+class SeriesModel(PhysicsModel):
+    """A model computed over the whole series at once, with no loop over time steps.
+
+    Implement :meth:`simulate`. The engine slices the series for warm-up and carries ``state``
+    between calls, so ``simulate`` never sees a warm-up length.
+    """
 
     def simulate(
         self,
         forcings: TensorDict,
         params: TensorDict,
         attributes: TensorDict,
-        state: Mapping[str, torch.Tensor] | None,
-        *,
-        warmup: int,
-        warmup_mode: WarmupMode,
-        warmup_params: TensorDict | None = None,
-    ) -> tuple[TensorDict, TensorDict, int]:
-        """Run the model on checked inputs; return outputs, final state and leading steps still to drop.
+        state: TensorDict,
+        processes: Processes = NO_PROCESSES,
+    ) -> tuple[TensorDict, TensorDict]:
+        """Outputs over the whole series, ``[time, unit]`` (or ``[unit]`` summaries), and the final state.
 
-        Composites and models without a time loop override this; models with a loop only
-        implement :meth:`step`.
+        Parameters
+        ----------
+        forcings
+            name -> ``[time, unit]``.
+        params
+            Checked physical parameters (shapes as in :mod:`dmg.core.parameters`).
+        attributes
+            name -> ``[unit]``.
+        state
+            The state at the start of the series (declared initial values unless carried over).
+        processes
+            Fillers of the model's process slots.
         """
-        first = next(iter(forcings.values()))
-        n_time, n_units = first.shape[:2]
-        if state is None:
-            state = self.initial_state(n_units, dtype=first.dtype, device=first.device)
-        else:
-            self.check_state(state, n_units)
-        if warmup and warmup_mode == "spinup":
-            spin_params = warmup_params if warmup_params is not None else params
-            with torch.no_grad():
-                state, _ = self._integrate(
-                    state, slice_time(forcings, 0, warmup), self.slice_params(spin_params, 0, warmup), attributes
+        raise NotImplementedError(f"{type(self).__name__} must implement simulate()")
+
+
+class Composite(PhysicsModel):
+    """A model made of member models (see :mod:`dmg.core.composites`).
+
+    Subclasses build their signature from their members' signatures, pass it to
+    ``super().__init__`` and implement :meth:`run_members`: how members connect in one pass over
+    a series. The engine runs each member (its loop, its backend) and owns warm-up.
+    Member ``m``'s states appear in the composite as ``"m.<state>"``.
+    """
+
+    members: nn.ModuleDict
+
+    def __init__(self, members: Mapping[str, PhysicsModel], config: Any = None, /, **declared: Any) -> None:
+        super().__init__(config, **declared)
+        self.members = nn.ModuleDict(dict(members))
+        if getattr(self.config, "warmup_mode", None) is None:
+            mode = next(iter(members.values())).warmup_mode
+            if mode not in self.signature.warmup_modes:
+                raise SpecError(
+                    f"{type(self).__name__}: its first member warms up {mode!r}, but its members together "
+                    f"support only {list(self.signature.warmup_modes)}; set warmup_mode"
                 )
-            state = {k: v.detach() for k, v in state.items()}
-            forcings = slice_time(forcings, warmup, n_time)
-            params = self.slice_params(params, warmup, n_time)
-            n_trim = 0
-        else:
-            n_trim = warmup
-        state, fluxes = self._integrate(dict(state), forcings, params, attributes)
-        return self.finalize(fluxes, params, attributes), state, n_trim
+            self.warmup_mode = mode
 
-    def _integrate(self, state, forcings, params, attributes) -> tuple[TensorDict, TensorDict]:
-        n_time = next(iter(forcings.values())).shape[0]
-        static: TensorDict = {k: v.unsqueeze(-1) for k, v in attributes.items()}
-        dynamic: TensorDict = {}
-        for p in self.parameter_spec:
-            value = params[p.name]
-            if not p.per_component:
-                value = value.unsqueeze(-1)
-            if self.is_series(p, params[p.name]):
-                dynamic[p.name] = value
-            else:
-                static[p.name] = value
-        forcing_steps = {k: v.unsqueeze(-1) for k, v in forcings.items()}
-        if not forcing_steps and not dynamic:
-            raise SpecError(f"{type(self).__name__} has no forcing to set the number of steps ({n_time})")
-        return engine.integrate(
-            self.step, state, forcing_steps, static, dynamic, backend=self.backend, **self.backend_options
-        )
-
-    def is_series(self, parameter: Parameter, value: torch.Tensor) -> bool:
-        """Whether ``value`` of ``parameter`` is a time series (a dynamic one given over time)."""
-        return parameter.name in self.parameter_spec.dynamic and value.dim() == (3 if parameter.per_component else 2)
-
-    def slice_params(self, params: Mapping[str, torch.Tensor], start: int, stop: int) -> TensorDict:
-        """Slice the time series among ``params`` to ``[start:stop]``; static values pass unchanged."""
-        out = dict(params)
-        for p in self.parameter_spec:
-            if p.name in out and self.is_series(p, out[p.name]):
-                out[p.name] = out[p.name][start:stop]
-        return out
-
-    # ------------------------------------------------------------- checking
-    def check_forcings(self, forcings: torch.Tensor | Mapping[str, torch.Tensor]) -> TensorDict:
-        """Forcings as a mapping name -> ``[time, unit]``; raise if missing, misshapen or non-finite."""
-        names = self.forcing_names
-        if isinstance(forcings, torch.Tensor):
-            if forcings.dim() != 3 or forcings.shape[-1] != len(names):
-                raise ShapeError(
-                    f"{type(self).__name__} forcings must be [time, unit, {len(names)}] "
-                    f"with variables {list(names)}, got shape {tuple(forcings.shape)}"
-                )
-            forcing_map = dict(zip(names, forcings.unbind(-1)))
-        else:
-            missing = [n for n in names if n not in forcings]
-            if missing:
-                raise InputError(
-                    f"{type(self).__name__} is missing forcings {missing}; it needs {list(names)}, "
-                    f"got {sorted(forcings)}"
-                )
-            forcing_map = {n: forcings[n] for n in names}
-        shapes = {n: tuple(v.shape) for n, v in forcing_map.items()}
-        if len(set(shapes.values())) > 1 or any(len(s) != 2 for s in shapes.values()):
-            raise ShapeError(f"forcings must all be [time, unit] of one shape, got {shapes}")
-        for name, value in forcing_map.items():
-            check_finite(value, f"forcing {name!r}", ("time", "unit"))
-        return forcing_map
-
-    def check_params(
-        self, params: Mapping[str, torch.Tensor], n_time: int, n_units: int, like: torch.Tensor
-    ) -> TensorDict:
-        """Parameters with defaults filled in; raise if unknown, missing or misshapen."""
-        full = {
-            k: v
-            for k, v in self.parameter_spec.defaults(n_units, dtype=like.dtype, device=like.device).items()
-            if k not in params
+    def state_shapes(self, n_units: int) -> dict[str, tuple[int, ...]]:
+        return {
+            f"{name}.{k}": shape for name, m in self.members.items() for k, shape in m.state_shapes(n_units).items()
         }
-        full.update(params)
-        self.parameter_spec.validate(full, n_time, n_units)
-        for name, value in full.items():
-            check_finite(value, f"parameter {name!r}")
-        return full
 
-    def check_attributes(self, attributes: Mapping[str, torch.Tensor] | None, n_units: int) -> TensorDict:
-        """Declared attributes as name -> ``[unit]``; raise if missing or misshapen."""
-        attributes = dict(attributes or {})
-        missing = [n for n in self.attribute_names if n not in attributes]
-        if missing:
-            raise InputError(f"{type(self).__name__} needs attributes {missing} ([unit] each)")
-        out = {}
-        for name in self.attribute_names:
-            value = attributes[name]
-            if tuple(value.shape) != (n_units,):
-                raise ShapeError(f"attribute {name!r} must be [unit] = ({n_units},), got {tuple(value.shape)}")
-            check_finite(value, f"attribute {name!r}", ("unit",))
-            out[name] = value
-        return out
+    @staticmethod
+    def member_state(state: Mapping[str, torch.Tensor], name: str) -> TensorDict:
+        """The states of member ``name`` (without its prefix) from the composite's ``state``."""
+        prefix = f"{name}."
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
-    def check_state(self, state: Mapping[str, torch.Tensor], n_units: int) -> None:
-        """Raise if ``state`` lacks a declared state or has the wrong shape."""
-        for name in self.state_names:
-            if name not in state:
-                raise InputError(f"state is missing {name!r}; {type(self).__name__} carries {list(self.state_names)}")
-            if tuple(state[name].shape) != (n_units, self.nmul):
-                raise ShapeError(
-                    f"state {name!r} must be [unit, nmul] = ({n_units}, {self.nmul}), got {tuple(state[name].shape)}"
-                )
+    def run_members(
+        self, inputs: Any, state: TensorDict, processes: Processes, save: frozenset[str] | None, run: Any
+    ) -> tuple[TensorDict, TensorDict]:
+        """One pass over the series: run members with ``run(member, inputs, state, processes, save)``.
+
+        Parameters
+        ----------
+        inputs
+            The composite's checked :class:`~dmg.core.engine.Inputs`.
+        state
+            The composite's state at the start of the pass (prefixed member states).
+        processes
+            Fillers of the composite's process slots.
+        save
+            Outputs the caller keeps (``None``: all).
+        run
+            The engine's runner of one member pass, returning ``(outputs, final_state)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement run_members()")
 
     def extra_repr(self) -> str:
-        spec = self.parameter_spec
-        dyn = f", dynamic={sorted(spec.dynamic)}" if spec.dynamic else ""
-        return f"nmul={spec.nmul}{dyn}, warmup_mode={self.warmup_mode!r}, backend={self.backend!r}"
-
-
-def check_finite(value: torch.Tensor, what: str, dims: tuple[str, ...] = ()) -> None:
-    """Raise :class:`InputError` naming ``what`` and the first non-finite position.
-
-    ``dims`` names the dimensions (e.g. ``("time", "unit")``) for the message.
-    """
-    bad = ~torch.isfinite(value)
-    if bool(bad.any()):
-        first = [int(i) for i in bad.nonzero()[0]]
-        names = list(dims) + [f"dim {d}" for d in range(len(dims), len(first))]
-        where = ", ".join(f"{n} index {i}" for n, i in zip(names, first))
-        raise InputError(f"{what} has {int(bad.sum())} non-finite values (NaN or inf), first at {where}")
-
-
-def slice_time(values: Mapping[str, torch.Tensor], start: int, stop: int) -> TensorDict:
-    """Slice every ``[time, ...]`` series in ``values`` to ``[start:stop]``."""
-    return {k: v[start:stop] for k, v in values.items()}
-
-
-def trim_leading(outputs: Mapping[str, torch.Tensor], n: int) -> TensorDict:
-    """Drop the first ``n`` steps of every ``[time, unit, ...]`` output; ``[unit]`` summaries pass."""
-    if n == 0:
-        return dict(outputs)
-    return {k: v[n:] if v.dim() >= 2 else v for k, v in outputs.items()}
+        return f"nmul={self.nmul}, warmup_mode={self.warmup_mode!r}"

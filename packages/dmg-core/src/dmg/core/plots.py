@@ -1,7 +1,8 @@
 """Plots written to a run folder by ``dmg evaluate`` when matplotlib is installed.
 
-* ``<period>_series_<unit>.png`` — observed and simulated series of every target, one file per unit;
-* ``<period>_metric_cdf.png`` — the empirical CDF over units of NSE and KGE per target;
+* ``<period>_series_<unit>.png`` — observed and simulated series of every target, one file per unit,
+  titled with the first evaluated metric;
+* ``<period>_metric_cdf.png`` — the empirical CDF over units of the first evaluated metrics per target;
 * ``<period>_parameters.png`` — distributions over units of every learned parameter.
 """
 
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-CDF_METRICS = ("nse", "kge")
+MAX_CDF_METRICS = 4
+"""How many of the evaluated metrics (the first ones) get a CDF panel."""
 
 
 def matplotlib_available() -> bool:
@@ -46,6 +48,7 @@ def write_plots(
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     targets = report["targets"]
+    metrics = list(next(iter(targets.values()))["summary"]) if targets else []
 
     def save(fig: Any, name: str) -> None:
         path = folder / name
@@ -58,23 +61,24 @@ def write_plots(
         for ax, (output, entry) in zip(axes[:, 0], targets.items()):
             ax.plot(dates, predictions[f"{output}_observed"][:, i], color="black", lw=1.0, label="observed")
             ax.plot(dates, predictions[output][:, i], color="tab:blue", lw=1.0, label="simulated")
-            nse = entry["per_unit"][unit].get("nse")
-            score = f"  NSE {nse:.3f}" if nse is not None else ""
+            value = entry["per_unit"][unit].get(metrics[0]) if metrics else None
+            score = f"  {metrics[0]} {value:.3f}" if value is not None else ""
             ax.set_title(f"{unit}: {output} ({entry['variable']}){score}")
             ax.legend(loc="upper right")
         save(fig, f"{period}_series_{_safe(unit)}.png")
 
-    fig, axes = plt.subplots(1, len(CDF_METRICS), figsize=(5 * len(CDF_METRICS), 4), squeeze=False)
-    for ax, metric in zip(axes[0], CDF_METRICS):
-        for output, entry in targets.items():
-            values = np.sort([v[metric] for v in entry["per_unit"].values() if v.get(metric) is not None])
-            if values.size:
-                ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=output)
-        ax.set_xlabel(metric.upper())
-        ax.set_ylabel("fraction of units")
-        ax.set_xlim(left=max(-1.0, ax.get_xlim()[0]))
-        ax.legend()
-    save(fig, f"{period}_metric_cdf.png")
+    cdf_metrics = metrics[:MAX_CDF_METRICS]
+    if cdf_metrics:
+        fig, axes = plt.subplots(1, len(cdf_metrics), figsize=(5 * len(cdf_metrics), 4), squeeze=False)
+        for ax, metric in zip(axes[0], cdf_metrics):
+            for output, entry in targets.items():
+                values = np.sort([v[metric] for v in entry["per_unit"].values() if v.get(metric) is not None])
+                if values.size:
+                    ax.step(values, np.arange(1, values.size + 1) / values.size, where="post", label=output)
+            ax.set_xlabel(metric)
+            ax.set_ylabel("fraction of units")
+            ax.legend()
+        save(fig, f"{period}_metric_cdf.png")
 
     if learned:
         n = len(learned)

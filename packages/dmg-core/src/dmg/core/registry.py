@@ -19,7 +19,15 @@ from typing import Any
 
 from dmg.core.errors import RegistryError
 
-GROUPS = ("dmg.physics", "dmg.nn", "dmg.datasets", "dmg.losses", "dmg.metrics")
+GROUPS = (
+    "dmg.physics",
+    "dmg.nn",
+    "dmg.couplings",
+    "dmg.backends",
+    "dmg.datasets",
+    "dmg.losses",
+    "dmg.metrics",
+)
 """The entry-point groups dmg reads."""
 
 

@@ -27,7 +27,7 @@ import torch
 
 from dmg.core import registry
 from dmg.core.build import build_loss, build_model, load_dataset
-from dmg.core.config import Period, RunConfig, dump_config, load_config
+from dmg.core.config import GENERIC_METRICS, Period, RunConfig, dump_config, load_config
 from dmg.core.couplings import CouplingContext
 from dmg.core.data.batch import Batch
 from dmg.core.data.batching import make_batch
@@ -280,7 +280,7 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
     data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False)
     predictions = predict(config, model, normalizer, data, warmup)
     dates = data.dates[warmup:]
-    metric_fns = {name: registry.get("dmg.metrics", name) for name in config.evaluate.metrics}
+    metric_fns = {name: registry.get("dmg.metrics", name) for name in evaluation_metrics(config)}
     report: dict[str, Any] = {
         "period": period,
         "start": str(dates[0]),
@@ -329,6 +329,14 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
     return report
 
 
+def evaluation_metrics(config: RunConfig) -> list[str]:
+    """``evaluate.metrics``, else the dataset component's ``default_metrics``, else the generic ones."""
+    if config.evaluate.metrics is not None:
+        return list(config.evaluate.metrics)
+    dataset = registry.get("dmg.datasets", config.data.dataset.name)
+    return list(getattr(dataset, "default_metrics", GENERIC_METRICS))
+
+
 TRUE_PREFIX = "true_"
 """Datasets with known parameters (synthetic twins) store them as attributes ``true_<PARAM>``."""
 
@@ -337,9 +345,8 @@ TRUE_PREFIX = "true_"
 def learned_parameters(model: DeltaModel, batch: Batch) -> dict[str, torch.Tensor]:
     """Physical parameters the model's couplings supply for ``batch`` (before the physics runs)."""
     ctx = CouplingContext(batch=batch, networks=model.networks, phy_model=model.phy_model)
-    with ctx.stack:
-        for coupling in model.couplings:
-            coupling.before(ctx)
+    for coupling in model.couplings:
+        coupling.before(ctx)
     return ctx.params
 
 

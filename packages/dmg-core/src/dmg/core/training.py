@@ -242,7 +242,7 @@ class Trainer:
             bar.update(self.sampler.position)
         for units, starts in self.sampler:
             batch = self.batch(self.train_data, units, starts, tc.window, self.config.data.warmup)
-            loss = target_loss(self.loss_fn, self.parallel_model(batch), batch)
+            loss = target_loss(self.loss_fn, self.parallel_model(batch, save=batch.targets), batch)
             if not self.dist.all_true(bool(torch.isfinite(loss))):
                 skipped += 1
                 streak += 1
@@ -302,7 +302,7 @@ class Trainer:
             dataset.n_units, dataset.n_time, None, warmup, self.config.evaluate.units_per_batch
         ):
             batch = self.batch(dataset, w.units, w.start, w.length, warmup)
-            loss = target_loss(self.loss_fn, self.model(batch), batch)
+            loss = target_loss(self.loss_fn, self.model(batch, save=batch.targets), batch)
             if torch.isfinite(loss):
                 losses.append(float(loss))
                 weights.append(len(w.units))

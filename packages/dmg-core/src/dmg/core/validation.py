@@ -35,7 +35,7 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
         train_data, config.data.roles, normalizer, units, 0, window, config.data.warmup, dtype=param.dtype
     ).to(param.device)
     with torch.no_grad():
-        loss = float(target_loss(loss_fn, model(batch), batch))
+        loss = float(target_loss(loss_fn, model(batch, save=batch.targets), batch))
     n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return "\n".join(
         [
@@ -46,6 +46,8 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
             f"physics: {type(model.phy_model).__name__} ({model.phy_model.parameter_spec.n_channels()} raw parameter "
             f"channels); networks: {', '.join(f'{k}={type(v).__name__}' for k, v in model.networks.items())}; "
             f"{n_weights} trainable weights",
+            f"engine: backend {model.engine.backend!r}, memory {model.engine.memory}, "
+            f"input checks {model.engine.check_inputs!r}",
             f"one forward pass on {len(units)} units x {window} steps: loss {loss:.4g}",
         ]
     )

@@ -53,10 +53,6 @@ class Batch:
         """Number of units."""
         return int(next(iter(self.forcings.values())).shape[1])
 
-    def masks(self) -> dict[str, torch.Tensor]:
-        """Boolean ``[time - warmup, unit]`` masks of the observed (finite) target values."""
-        return {k: torch.isfinite(v) for k, v in self.targets.items()}
-
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Batch:
         """A copy with every floating tensor moved to ``device`` and/or cast to ``dtype``."""
 

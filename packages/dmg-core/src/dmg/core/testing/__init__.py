@@ -13,7 +13,9 @@ or subclass :class:`PhysicsModelTestKit` in a pytest module to get one test per 
 
 Every check raises ``AssertionError`` with a message naming the model, the quantity and
 where it failed.  Inputs are drawn from each variable's ``typical_range`` and each
-parameter's bounds; pass your own :class:`Case` for realistic ones.
+parameter's bounds; pass your own :class:`Case` for realistic ones.  Every check also takes an
+``engine`` (see :mod:`dmg.core.engine`), so the whole kit runs under any backend or memory
+policy, and :func:`check_engine_equivalence` compares an engine with the reference eager one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from dmg.core.engine import Engine
 from dmg.core.physics import Outputs, PhysicsModel
 
 TensorDict = dict[str, torch.Tensor]
@@ -63,8 +66,8 @@ def make_case(
     def uniform(shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
         return (low + (high - low) * torch.rand(shape, generator=g, dtype=torch.float64)).to(dtype)
 
-    forcings = {v.name: uniform((n_time, n_units), *v.typical_range) for v in model.forcings}
-    attributes = {v.name: uniform((n_units,), *v.typical_range) for v in model.attributes}
+    forcings = {v.name: uniform((n_time, n_units), *v.typical_range) for v in model.signature.forcings}
+    attributes = {v.name: uniform((n_units,), *v.typical_range) for v in model.signature.attributes}
     spec = model.parameter_spec
     params: TensorDict = {}
     for p in spec:
@@ -75,9 +78,9 @@ def make_case(
     return Case(forcings, params, attributes, warmup)
 
 
-def run(model: PhysicsModel, case: Case, **kwargs: object) -> Outputs:
-    """Run ``model`` on ``case``."""
-    return model(case.forcings, case.params, attributes=case.attributes, warmup=case.warmup, **kwargs)
+def run(model: PhysicsModel, case: Case, engine: Engine | None = None, **kwargs: object) -> Outputs:
+    """Run ``model`` on ``case`` (under ``engine``)."""
+    return model(case.forcings, case.params, attributes=case.attributes, warmup=case.warmup, engine=engine, **kwargs)
 
 
 def _name(model: PhysicsModel) -> str:
@@ -85,7 +88,7 @@ def _name(model: PhysicsModel) -> str:
 
 
 # ---------------------------------------------------------------------- checks
-def check_declarations(model: PhysicsModel, case: Case | None = None) -> None:
+def check_declarations(model: PhysicsModel, case: Case | None = None, engine: Engine | None = None) -> None:
     """Declared names are unique; every declared output and state comes out with the right shape."""
     case = case or make_case(model)
     groups = {
@@ -98,7 +101,7 @@ def check_declarations(model: PhysicsModel, case: Case | None = None) -> None:
     for group, names in groups.items():
         assert len(set(names)) == len(names), f"{_name(model)}: duplicate names in {group}: {names}"
     assert model.output_names, f"{_name(model)} declares no outputs"
-    out = run(model, case)
+    out = run(model, case, engine)
     n_time = next(iter(case.forcings.values())).shape[0] - case.warmup
     n_units = next(iter(case.forcings.values())).shape[1]
     for name in model.output_names:
@@ -115,9 +118,10 @@ def check_declarations(model: PhysicsModel, case: Case | None = None) -> None:
         )
 
 
-def check_parameter_bounds(model: PhysicsModel, n_units: int = 4, n_time: int = 6) -> None:
+def check_parameter_bounds(model: PhysicsModel, case: Case | None = None, engine: Engine | None = None) -> None:
     """Raw values from -1e4 to 1e4 map into each parameter's bounds, extremes onto them."""
     spec = model.parameter_spec
+    n_units, n_time = 4, 6
     raw = torch.linspace(-1e4, 1e4, n_time * n_units * spec.n_channels(), dtype=torch.float64)
     raw = raw.reshape(n_time, n_units, spec.n_channels())
     for transform in ("sigmoid", "clamp"):
@@ -144,12 +148,12 @@ def _unit_params(model: PhysicsModel, case: Case) -> tuple[TensorDict, Callable[
     return u, lambda u: {k: spec[k].scale(v) for k, v in u.items()}
 
 
-def check_finite_gradients(model: PhysicsModel, case: Case | None = None) -> None:
+def check_finite_gradients(model: PhysicsModel, case: Case | None = None, engine: Engine | None = None) -> None:
     """Gradients of every output with respect to every parameter and forcing are finite."""
     case = case or make_case(model)
     u, to_params = _unit_params(model, case)
     forcings = {k: v.detach().clone().requires_grad_(True) for k, v in case.forcings.items()}
-    out = model(forcings, to_params(u), attributes=case.attributes, warmup=case.warmup)
+    out = model(forcings, to_params(u), attributes=case.attributes, warmup=case.warmup, engine=engine)
     for name in model.output_names:
         value = out[name]
         assert bool(torch.isfinite(value).all()), f"{_name(model)}: output {name!r} is not finite"
@@ -165,24 +169,32 @@ def check_finite_gradients(model: PhysicsModel, case: Case | None = None) -> Non
                 )
 
 
-def check_gradcheck(model: PhysicsModel, case: Case | None = None, *, atol: float = 1e-5, rtol: float = 1e-3) -> None:
+def check_gradcheck(
+    model: PhysicsModel,
+    case: Case | None = None,
+    engine: Engine | None = None,
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+) -> None:
     """Analytic gradients match finite differences in float64 on a small case (w.r.t. parameters)."""
     case = (case or make_case(model, n_time=8, n_units=2, u_range=(0.2, 0.8), seed=1)).to(torch.float64)
     u, to_params = _unit_params(model, case)
     names = list(u)
 
     def fn(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = model(case.forcings, to_params(dict(zip(names, values))), attributes=case.attributes, warmup=case.warmup)
+        params = to_params(dict(zip(names, values)))
+        out = model(case.forcings, params, attributes=case.attributes, warmup=case.warmup, engine=engine)
         return tuple(out[n] for n in model.output_names)
 
     ok = torch.autograd.gradcheck(fn, tuple(u[n] for n in names), atol=atol, rtol=rtol, raise_exception=False)
     assert ok, f"{_name(model)}: analytic gradients disagree with finite differences in float64"
 
 
-def check_determinism(model: PhysicsModel, case: Case | None = None) -> None:
+def check_determinism(model: PhysicsModel, case: Case | None = None, engine: Engine | None = None) -> None:
     """Two runs on the same inputs give bit-identical outputs and states."""
     case = case or make_case(model)
-    a, b = run(model, case), run(model, case)
+    a, b = run(model, case, engine), run(model, case, engine)
     for name in a:
         assert torch.equal(a[name], b[name]), f"{_name(model)}: output {name!r} differs between identical runs"
     for name in a.state:
@@ -192,7 +204,12 @@ def check_determinism(model: PhysicsModel, case: Case | None = None) -> None:
 
 
 def check_state_carryover(
-    model: PhysicsModel, case: Case | None = None, split: int | None = None, atol: float = 1e-5
+    model: PhysicsModel,
+    case: Case | None = None,
+    engine: Engine | None = None,
+    *,
+    split: int | None = None,
+    atol: float = 1e-5,
 ) -> None:
     """Running ``[0, T)`` in one call equals ``[0, split)`` then ``[split, T)`` with the state carried."""
     case = case or make_case(model)
@@ -207,11 +224,11 @@ def check_state_carryover(
         }
         return {k: v[start:stop] for k, v in case.forcings.items()}, params
 
-    whole = model(case.forcings, case.params, attributes=case.attributes)
+    whole = model(case.forcings, case.params, attributes=case.attributes, engine=engine)
     f1, p1 = part(0, split)
-    first = model(f1, p1, attributes=case.attributes)
+    first = model(f1, p1, attributes=case.attributes, engine=engine)
     f2, p2 = part(split, n_time)
-    second = model(f2, p2, attributes=case.attributes, state=first.state)
+    second = model(f2, p2, attributes=case.attributes, state=first.state, engine=engine)
     for name in model.output_names:
         if whole[name].dim() < 2:
             continue
@@ -221,19 +238,26 @@ def check_state_carryover(
         )
 
 
-def check_mass_balance(model: PhysicsModel, case: Case | None = None, rtol: float = 1e-4, atol: float = 1e-6) -> None:
+def check_mass_balance(
+    model: PhysicsModel,
+    case: Case | None = None,
+    engine: Engine | None = None,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+) -> None:
     """``sum(inputs) - sum(outputs) = Δ storage`` per unit over the run, for models declaring a MassBalance.
 
     A closed system (empty ``inputs`` and ``outputs``) must keep the sum of its storages constant.
     """
-    balance = model.mass_balance
+    balance = model.signature.mass_balance
     if balance is None:
         return
     case = case or make_case(model, n_time=60)
     n_units = next(iter(case.forcings.values())).shape[1]
     first = next(iter(case.forcings.values()))
     initial = model.initial_state(n_units, dtype=first.dtype)
-    out = model(case.forcings, case.params, attributes=case.attributes, state=initial)
+    out = model(case.forcings, case.params, attributes=case.attributes, state=initial, engine=engine)
 
     def series(name: str) -> torch.Tensor:
         if name in out:
@@ -257,32 +281,110 @@ def check_mass_balance(model: PhysicsModel, case: Case | None = None, rtol: floa
     )
 
 
+def check_process_slots(model: PhysicsModel, case: Case | None = None, engine: Engine | None = None) -> None:
+    """Every declared process slot is asked for by the model with its declared inputs, and its filler is used."""
+    slots = model.signature.slots
+    if not slots:
+        return
+    case = case or make_case(model)
+    seen: dict[str, set[str]] = {s.name: set() for s in slots}
+
+    def filler(name: str) -> Callable[[TensorDict], torch.Tensor]:
+        def fill(inputs: TensorDict) -> torch.Tensor:
+            seen[name].update(inputs)
+            first = torch.broadcast_tensors(*inputs.values())[0] if inputs else torch.zeros(())
+            return torch.zeros_like(first)
+
+        return fill
+
+    default = run(model, case, engine)
+    filled = run(model, case, engine, processes={s.name: filler(s.name) for s in slots})
+    for s in slots:
+        assert seen[s.name], f"{_name(model)}: process slot {s.name!r} is declared but step never asks for it"
+        missing = sorted(set(s.inputs) - seen[s.name])
+        assert not missing, f"{_name(model)}: process slot {s.name!r} is not given its declared inputs {missing}"
+    assert any(not torch.equal(default[n], filled[n]) for n in model.output_names if n in default), (
+        f"{_name(model)}: filling every process slot with zero changes no output"
+    )
+
+
+def check_engine_equivalence(
+    model: PhysicsModel,
+    case: Case | None = None,
+    engine: Engine | None = None,
+    *,
+    rtol: float = 1e-5,
+    grad_rtol: float = 1e-4,
+) -> None:
+    """``engine`` gives the outputs, final states and parameter gradients of the reference eager engine.
+
+    Outputs and states agree to ``rtol`` and gradients to ``grad_rtol``, each relative to the largest
+    magnitude of the reference value. With no ``engine`` there is nothing to compare.
+    """
+    if engine is None:
+        return
+    case = case or make_case(model, u_range=(0.1, 0.9))
+    results = []
+    for candidate in (Engine(), engine):
+        u, to_params = _unit_params(model, case)
+        out = model(case.forcings, to_params(u), attributes=case.attributes, warmup=case.warmup, engine=candidate)
+        total = sum(v.sum() for v in out.values() if v.requires_grad)
+        grads = (
+            dict(zip(u, torch.autograd.grad(total, list(u.values()), allow_unused=True)))
+            if torch.is_tensor(total)
+            else {}
+        )
+        results.append((out, grads))
+    (ref, ref_grads), (got, got_grads) = results
+
+    def close(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+        a, b = a.detach(), b.detach()
+        return bool((a - b).abs().max() <= tol * max(float(b.abs().max()), 1e-12)) if b.numel() else True
+
+    for name in ref:
+        assert close(got[name], ref[name], rtol), f"{_name(model)}: output {name!r} differs from the eager engine"
+    for name in ref.state:
+        assert close(got.state[name], ref.state[name], rtol), f"{_name(model)}: state {name!r} differs from eager"
+    for name, g in ref_grads.items():
+        if g is not None:
+            assert got_grads[name] is not None and close(got_grads[name], g, grad_rtol), (
+                f"{_name(model)}: the gradient with respect to {name!r} differs from the eager engine"
+            )
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "declarations": check_declarations,
-    "parameter_bounds": lambda model, case=None: check_parameter_bounds(model),
+    "parameter_bounds": check_parameter_bounds,
     "finite_gradients": check_finite_gradients,
     "gradcheck": check_gradcheck,
     "determinism": check_determinism,
     "state_carryover": check_state_carryover,
     "mass_balance": check_mass_balance,
+    "process_slots": check_process_slots,
+    "engine_equivalence": check_engine_equivalence,
 }
-"""Every check by name; each takes ``(model, case=None)``."""
+"""Every check by name; each takes ``(model, case=None, engine=None)``."""
 
 
-def check_physics_model(model: PhysicsModel, case: Case | None = None, skip: tuple[str, ...] = ()) -> None:
-    """Run every check in :data:`CHECKS` except those in ``skip``."""
+def check_physics_model(
+    model: PhysicsModel, case: Case | None = None, skip: tuple[str, ...] = (), engine: Engine | None = None
+) -> None:
+    """Run every check in :data:`CHECKS` except those in ``skip``, under ``engine`` (default: eager)."""
     for name, check in CHECKS.items():
         if name not in skip:
-            check(model, case)
+            check(model, case, engine)
 
 
 class PhysicsModelTestKit:
     """Subclass in a pytest module; implement :meth:`make_model` (and optionally :meth:`make_case`).
 
-    Set ``skip`` to a tuple of check names that do not apply (with a comment saying why).
+    Set ``skip`` to a tuple of check names that do not apply (with a comment saying why), and
+    ``engine`` to run every check under another engine (the equivalence check then compares it
+    with the eager reference).
     """
 
     skip: tuple[str, ...] = ()
+    engine: Engine | None = None
 
     def make_model(self) -> PhysicsModel:
         raise NotImplementedError("implement make_model() to return the model under test")
@@ -297,7 +399,7 @@ class PhysicsModelTestKit:
 
             pytest.skip(f"{name} does not apply to this model")
         model = self.make_model()
-        CHECKS[name](model, self.make_case(model))
+        CHECKS[name](model, self.make_case(model), self.engine)
 
     def test_declarations(self) -> None:
         self._check("declarations")
@@ -319,3 +421,9 @@ class PhysicsModelTestKit:
 
     def test_mass_balance(self) -> None:
         self._check("mass_balance")
+
+    def test_process_slots(self) -> None:
+        self._check("process_slots")
+
+    def test_engine_equivalence(self) -> None:
+        self._check("engine_equivalence")
