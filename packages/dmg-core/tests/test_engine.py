@@ -194,7 +194,7 @@ def test_old_interfaces_fail_at_class_definition_with_what_to_write():
             def step(self, state, forcing_t, params_t):
                 return state, {}
 
-    with pytest.raises(SpecError, match="derive it from dmg.core.StepModel"):
+    with pytest.raises(SpecError, match=r"derive it from dmg\.core\.StepModel"):
 
         class Direct(PhysicsModel):
             def step(self, state, forcing_t, params_t, processes):

@@ -78,7 +78,7 @@ def test_batch_dict_makes_a_batch_with_standardised_network_inputs(case):
     batch = Batch(**data.batch_dict())
     assert isinstance(data.to_batch(), Batch)
     assert batch.n_time == data.n_time and batch.n_units == 5 and batch.warmup == data.warmup
-    assert all(bool(m.all()) for m in batch.masks().values())
+    assert all(bool(torch.isfinite(t).all()) for t in batch.targets.values())
     n_forcings = len(data.forcings)
     assert batch.nn_inputs.shape == (data.n_time, 5, n_forcings + len(data.attribute_names))
     forcing_part = batch.nn_inputs[..., :n_forcings].double()

@@ -17,8 +17,8 @@ A run is described by one YAML file (see ``docs/configuration.md`` for every key
     train: {epochs: 50, batch_size: 100, window: 365, optimizer: {name: adam, lr: 0.001}}
 
 Every section forbids unknown keys.  Registered components (``physics``, ``nn``, ``dataset``,
-``loss``, couplings, the engine ``backend``) are named by ``name`` and validated against that component's own ``Config`` model,
-so the schema of everything installed is generated from code (:func:`json_schema`).
+``loss``, couplings, the engine ``backend``) are named by ``name`` and validated against that
+component's own ``Config`` model, so the schema of everything installed is generated from code (:func:`json_schema`).
 """
 
 from __future__ import annotations
