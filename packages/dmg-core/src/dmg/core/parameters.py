@@ -151,6 +151,10 @@ class ParameterSpec:
         """Whether parameter ``name`` is time-varying."""
         return name in self.dynamic
 
+    def is_series(self, name: str, value: torch.Tensor) -> bool:
+        """Whether ``value`` of parameter ``name`` is a time series (a dynamic one given with a time axis)."""
+        return name in self.dynamic and value.dim() == (3 if self[name].per_component else 2)
+
     @property
     def static_parameters(self) -> tuple[Parameter, ...]:
         """Static parameters, per-component ones first, then shared, each in declaration order."""

@@ -65,7 +65,7 @@ class Inputs:
         if checks_values(check_inputs, like):
             check_finite({f"warm-up parameter {k!r}": v for k, v in full.items()})
         spec = model.parameter_spec
-        return replace(self, params=full, series=frozenset(n for n in spec.names if _is_series(spec, n, full[n])))
+        return replace(self, params=full, series=frozenset(n for n in spec.names if spec.is_series(n, full[n])))
 
     def for_member(
         self, model: PhysicsModel, forcings: TensorDict, params: TensorDict, attributes: TensorDict
@@ -78,13 +78,8 @@ class Inputs:
             attributes={n: attributes[n] for n in model.attribute_names},
             n_time=self.n_time,
             n_units=self.n_units,
-            series=frozenset(n for n in spec.names if _is_series(spec, n, params[n])),
+            series=frozenset(n for n in spec.names if spec.is_series(n, params[n])),
         )
-
-
-def _is_series(spec, name: str, value: torch.Tensor) -> bool:
-    p = spec[name]
-    return name in spec.dynamic and value.dim() == (3 if p.per_component else 2)
 
 
 def prepare(
@@ -111,7 +106,7 @@ def prepare(
         attributes=attrs,
         n_time=n_time,
         n_units=n_units,
-        series=frozenset(n for n in spec.names if _is_series(spec, n, full[n])),
+        series=frozenset(n for n in spec.names if spec.is_series(n, full[n])),
     )
     if checks_values(check_inputs, like):
         check_finite({f"forcing {k!r}": v for k, v in forcing_map.items()}, ("time", "unit"))
