@@ -92,7 +92,7 @@ def test_every_hbv_variant_trains_with_routing(tmp_path, variant, capsys):
             "data.roles.attributes={upstream_area: area, elevation: elevation}",
             "model.physics.members.runoff.warmup_mode=inline",
             "model.nn={name: lstm_mlp}",
-            "model.couplings=[{kind: parameter_learning}]",
+            "model.couplings=[{name: parameter_learning}]",
         ]
         items = [i for i in items if not i.startswith("model.nn.hidden_size")]
     code = main(["train", str(QUICKSTART), "--run-dir", str(tmp_path / variant), *sets(items)])
