@@ -127,7 +127,13 @@ def main() -> None:
         ("DropConnect 0.5", True, 0.5),
     ):
         ours = (
-            LSTM(args.inputs, args.outputs, hidden_size=args.hidden, input_layer=input_layer, recurrent_dropout=drop)
+            LSTM(
+                n_inputs=args.inputs,
+                n_outputs=args.outputs,
+                hidden_size=args.hidden,
+                input_layer=input_layer,
+                recurrent_dropout=drop,
+            )
             .to(device)
             .train()
         )

@@ -13,10 +13,11 @@ from dmg.core import (
     DeltaModel,
     Parameter,
     ParameterLearning,
-    PhysicsModel,
+    Processes,
     ProcessReplacement,
     ProcessSlot,
     State,
+    StepModel,
     Variable,
 )
 from dmg.core.registry import get
@@ -25,7 +26,7 @@ from dmg.nn import NETWORKS
 N_TIME, N_UNITS, WARMUP = 50, 12, 10
 
 
-class Reservoir(PhysicsModel):
+class Reservoir(StepModel):
     """A linear reservoir: a fraction ``a`` of rain enters the store, a fraction ``k`` of the store leaves."""
 
     forcings = (Variable("P", "mm/day", "rain", typical_range=(0.0, 10.0)),)
@@ -37,9 +38,9 @@ class Reservoir(PhysicsModel):
     outputs = (Variable("Q", "mm/day", "outflow"),)
     slots = (ProcessSlot("rate", inputs=("S",), unit="1/day", low=0.0, high=1.0, description="outflow rate"),)
 
-    def step(self, state, forcing_t, params_t):
+    def step(self, state, forcing_t, params_t, processes: Processes):
         s = state["S"] + params_t["a"] * forcing_t["P"]
-        q = self.process("rate", params_t["k"], S=s) * s
+        q = processes.compute("rate", params_t["k"], S=s) * s
         return {"S": s - q}, {"Q": q}
 
 
@@ -118,7 +119,7 @@ def test_network_learns_parameters_in_a_delta_model(name: str) -> None:
 def test_pointwise_network_learns_a_process_slot(name: str) -> None:
     cls = get("dmg.nn", name)
     phy = Reservoir()
-    coupling = ProcessReplacement("rate", static_context=True)
+    coupling = ProcessReplacement(slot="rate", static_context=True)
     batch = make_batch()
     torch.manual_seed(0)
     net = cls.from_config(CONFIGS[name], n_inputs=coupling.n_inputs(phy, n_static=2), n_outputs=1, n_static=0)

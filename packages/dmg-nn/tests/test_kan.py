@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from dmg.core.errors import SpecError
+from dmg.core.errors import ConfigError, SpecError
 from dmg.nn import KAN
 from dmg.nn.kan import BSplineBasis, KANLayer, RBFBasis
 
@@ -75,5 +75,7 @@ def test_kan_config_validation() -> None:
         KAN.Config(grid_range=(1.0, -1.0))
     with pytest.raises(ValidationError, match="at least 2 for the rbf basis"):
         KAN.Config(basis="rbf", grid_size=1)
+    with pytest.raises(ConfigError, match="grid_size must be at least 2 for the rbf basis"):
+        KAN(n_inputs=2, n_outputs=1, basis="rbf", grid_size=1)
     with pytest.raises(SpecError, match="grid_size must be at least 2"):
-        KAN(2, 1, basis="rbf", grid_size=1)
+        RBFBasis(n_centres=1, low=-2.0, high=2.0)

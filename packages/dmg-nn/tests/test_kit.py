@@ -97,7 +97,7 @@ def test_the_sequence_task_needs_memory() -> None:
     step's features is the best any pointwise model can do, and it stays far above the 0.1 the
     sequence networks must reach.
     """
-    (x,), (y,) = synthetic_task(LSTM(2, 1, hidden_size=4), LEARN)
+    (x,), (y,) = synthetic_task(LSTM(n_inputs=2, n_outputs=1, hidden_size=4), LEARN)
     features = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1).reshape(-1, 3)
     coef = torch.linalg.lstsq(features, y.reshape(-1, 1)).solution
     residual = float(((features @ coef - y.reshape(-1, 1)) ** 2).mean() / y.var())

@@ -37,7 +37,7 @@ def lstm_weights(net: LSTM) -> tuple[torch.Tensor, ...]:
 @pytest.mark.parametrize("input_layer", [True, False])
 def test_lstm_matches_a_step_by_step_reference(input_layer: bool) -> None:
     torch.manual_seed(0)
-    net = LSTM(3, 2, hidden_size=6, input_layer=input_layer, recurrent_dropout=0.0).double().eval()
+    net = LSTM(n_inputs=3, n_outputs=2, hidden_size=6, input_layer=input_layer, recurrent_dropout=0.0).double().eval()
     x = torch.randn(15, 4, 3, dtype=torch.float64)
     h = torch.relu(net.input_layer[0](x)) if input_layer else x
     expected = net.head(reference_lstm(h, *lstm_weights(net)))
@@ -47,7 +47,7 @@ def test_lstm_matches_a_step_by_step_reference(input_layer: bool) -> None:
 def test_recurrent_dropout_drops_hidden_weights_once_per_pass() -> None:
     """While training, the output equals an LSTM whose W_hh carries one dropout mask for every step."""
     torch.manual_seed(0)
-    net = LSTM(3, 2, hidden_size=8, input_layer=False, recurrent_dropout=0.4).double().train()
+    net = LSTM(n_inputs=3, n_outputs=2, hidden_size=8, input_layer=False, recurrent_dropout=0.4).double().train()
     x = torch.randn(12, 5, 3, dtype=torch.float64)
     w_ih, w_hh, b_ih, b_hh = lstm_weights(net)
     torch.manual_seed(42)
@@ -61,13 +61,13 @@ def test_recurrent_dropout_drops_hidden_weights_once_per_pass() -> None:
 
 def test_recurrent_dropout_leaves_weights_and_evaluation_untouched() -> None:
     torch.manual_seed(0)
-    net = LSTM(3, 2, hidden_size=8, recurrent_dropout=0.5)
+    net = LSTM(n_inputs=3, n_outputs=2, hidden_size=8, recurrent_dropout=0.5)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     x = torch.randn(10, 4, 3)
     net.train()(x).sum().backward()
     for key, value in net.state_dict().items():
         assert torch.equal(value, before[key]), f"{key} changed during a training forward pass"
-    reference = LSTM(3, 2, hidden_size=8, recurrent_dropout=0.0)
+    reference = LSTM(n_inputs=3, n_outputs=2, hidden_size=8, recurrent_dropout=0.0)
     reference.load_state_dict(net.state_dict())
     torch.testing.assert_close(net.eval()(x), reference.eval()(x))
 
@@ -87,7 +87,7 @@ def ealstm_as_lstm(net: EALSTM, gate_bias: torch.Tensor) -> nn.LSTM:
 
 def test_ealstm_with_a_constant_input_gate_is_an_lstm() -> None:
     torch.manual_seed(0)
-    net = EALSTM(3, 2, 4, hidden_size=5).double().eval()
+    net = EALSTM(n_inputs=3, n_static=2, n_outputs=4, hidden_size=5).double().eval()
     gate_bias = torch.randn(5, dtype=torch.float64)
     with torch.no_grad():
         net.input_gate.weight.zero_()
@@ -101,7 +101,7 @@ def test_ealstm_with_a_constant_input_gate_is_an_lstm() -> None:
 def test_ealstm_attributes_scale_what_enters_memory() -> None:
     """A closed input gate (very negative bias) keeps the cell at zero, so the output is the head's bias."""
     torch.manual_seed(0)
-    net = EALSTM(3, 2, 1, hidden_size=4).eval()
+    net = EALSTM(n_inputs=3, n_static=2, n_outputs=1, hidden_size=4).eval()
     with torch.no_grad():
         net.input_gate.weight.zero_()
         net.input_gate.bias.fill_(-1e4)
@@ -110,13 +110,13 @@ def test_ealstm_attributes_scale_what_enters_memory() -> None:
 
 
 def test_ealstm_forget_bias_is_initialised() -> None:
-    net = EALSTM(3, 2, 1, hidden_size=4, initial_forget_bias=2.5)
+    net = EALSTM(n_inputs=3, n_static=2, n_outputs=1, hidden_size=4, initial_forget_bias=2.5)
     assert torch.equal(net.input_proj.bias[:4], torch.full((4,), 2.5))
 
 
 def test_lstm_mlp_parts_are_its_members() -> None:
     torch.manual_seed(0)
-    net = LSTMMLP(3, 2, (4, 5), lstm={"hidden_size": 6}, mlp={"hidden_sizes": [7]}).eval()
+    net = LSTMMLP(n_inputs=3, n_static=2, n_outputs=(4, 5), lstm={"hidden_size": 6}, mlp={"hidden_sizes": [7]}).eval()
     x, c = torch.randn(9, 3, 3), torch.randn(3, 2)
     dynamic, static = net(x, c)
     torch.testing.assert_close(dynamic, net.lstm(x))
@@ -125,7 +125,7 @@ def test_lstm_mlp_parts_are_its_members() -> None:
 
 
 def test_lstm_mlp_without_dynamic_outputs_builds_no_lstm() -> None:
-    net = LSTMMLP(3, 2, (0, 5), mlp={"hidden_sizes": [4]})
+    net = LSTMMLP(n_inputs=3, n_static=2, n_outputs=(0, 5), mlp={"hidden_sizes": [4]})
     dynamic, static = net(torch.randn(9, 3, 3), torch.randn(3, 2))
     assert net.lstm is None and dynamic.shape == (9, 3, 0) and static.shape == (3, 5)
 
@@ -141,7 +141,13 @@ def test_sequence_static_networks_need_static_attributes() -> None:
         EALSTM.from_config({}, n_inputs=3, n_outputs=1)
 
 
-@pytest.mark.parametrize("net", [EALSTM(3, 2, 1, hidden_size=4), LSTMMLP(3, 2, (1, 1))])
+@pytest.mark.parametrize(
+    "net",
+    [
+        EALSTM(n_inputs=3, n_static=2, n_outputs=1, hidden_size=4),
+        LSTMMLP(n_inputs=3, n_static=2, n_outputs=(1, 1)),
+    ],
+)
 def test_units_of_x_and_c_must_agree(net) -> None:
     with pytest.raises(ShapeError, match="has 4 units but c"):
         net(torch.randn(5, 4, 3), torch.randn(3, 2))

@@ -45,7 +45,14 @@ def test_transformer_sees_exactly_its_context(window: int | None, num_layers: in
     torch.manual_seed(0)
     net = (
         Transformer(
-            2, 1, d_model=8, n_heads=2, num_layers=num_layers, dim_feedforward=16, dropout=0.0, context_window=window
+            n_inputs=2,
+            n_outputs=1,
+            d_model=8,
+            n_heads=2,
+            num_layers=num_layers,
+            dim_feedforward=16,
+            dropout=0.0,
+            context_window=window,
         )
         .double()
         .eval()
@@ -60,7 +67,7 @@ def test_transformer_sees_exactly_its_context(window: int | None, num_layers: in
 def test_transformer_position_encoding_distinguishes_steps() -> None:
     """Equal inputs at every step still give step-dependent outputs (the encoding tells them apart)."""
     torch.manual_seed(0)
-    net = Transformer(2, 1, d_model=8, n_heads=2, num_layers=1, dropout=0.0).eval()
+    net = Transformer(n_inputs=2, n_outputs=1, d_model=8, n_heads=2, num_layers=1, dropout=0.0).eval()
     out = net(torch.ones(6, 2, 2))
     assert not torch.allclose(out[1:], out[:1].expand(5, 2, 1))
 
@@ -73,7 +80,11 @@ def test_transformer_config_checks_heads() -> None:
 @pytest.mark.parametrize(("kernel_size", "num_levels"), [(2, 3), (3, 2)])
 def test_tcn_receptive_field_is_exact(kernel_size: int, num_levels: int) -> None:
     torch.manual_seed(0)
-    net = TCN(2, 1, hidden_size=6, num_levels=num_levels, kernel_size=kernel_size, activation="tanh").double().eval()
+    net = (
+        TCN(n_inputs=2, n_outputs=1, hidden_size=6, num_levels=num_levels, kernel_size=kernel_size, activation="tanh")
+        .double()
+        .eval()
+    )
     field = net.receptive_field
     assert field == 1 + 2 * (kernel_size - 1) * (2**num_levels - 1)
     n_time, t = field + 10, field + 5
@@ -83,7 +94,7 @@ def test_tcn_receptive_field_is_exact(kernel_size: int, num_levels: int) -> None
 
 
 def test_transformer_handles_long_series() -> None:
-    net = Transformer(3, 2, d_model=8, n_heads=2, num_layers=1).eval()
+    net = Transformer(n_inputs=3, n_outputs=2, d_model=8, n_heads=2, num_layers=1).eval()
     with torch.no_grad():
         out = net(torch.randn(730, 2, 3))
     assert out.shape == (730, 2, 2) and bool(torch.isfinite(out).all())

@@ -40,7 +40,7 @@ class KnownParameters(Coupling):
     """Supplies fixed physical parameters (here: the true ones), so only the slot network learns."""
 
     def __init__(self, params: dict[str, torch.Tensor]) -> None:
-        super().__init__()
+        super().__init__(network=None)
         self.params = params
 
     def before(self, ctx: CouplingContext) -> None:
@@ -112,7 +112,7 @@ def test_process_replacement_learns_evaporation_the_default_gets_wrong():
     model = DeltaModel(
         {"et": PointwiseMLP([50.0, 5.0])},
         physics,
-        [KnownParameters(data.true_params), ProcessReplacement("evaporation", "et")],
+        [KnownParameters(data.true_params), ProcessReplacement(slot="evaporation", network="et")],
     )
 
     losses = train(model, batch, "Q", steps=160, lr=0.1)
@@ -122,7 +122,11 @@ def test_process_replacement_learns_evaporation_the_default_gets_wrong():
     assert losses[-1] < 1.5 * noise, f"loss {losses[-1]:.4g} vs noise variance {noise:.4g}"
     with torch.no_grad():
         learned_et = model(batch)["ET"]
-        with physics.filling("evaporation", supply_and_wetness_limited):
-            true_et = physics(batch.forcings, data.true_params, warmup=batch.warmup)["ET"]
+        true_et = physics(
+            batch.forcings,
+            data.true_params,
+            warmup=batch.warmup,
+            processes={"evaporation": supply_and_wetness_limited},
+        )["ET"]
     et_error = float((learned_et - true_et).abs().mean() / true_et.mean())
     assert et_error < 0.1, f"mean absolute ET error is {et_error:.1%} of mean ET"

@@ -55,3 +55,9 @@ def test_warmup_steps_are_dropped(mode):
     warmed = model({"PAR": par}, params(), warmup=3, warmup_mode=mode)
     assert torch.equal(warmed["GPP"], full["GPP"][3:])
     assert warmed.state == {}
+
+
+def test_warms_up_inline_by_default_having_no_state_to_spin_up():
+    assert LightResponse().warmup_mode == "inline"
+    assert LightResponse(warmup_mode="spinup").warmup_mode == "spinup"
+    assert LightResponse.warmup_modes == ("inline", "spinup")

@@ -64,8 +64,7 @@ def test_a_filled_evaporation_slot_replaces_the_default_and_is_capped_at_the_sto
         seen.update(inputs)
         return torch.full_like(inputs["S"], 2.0)
 
-    with model.filling("evaporation", fixed_two_mm):
-        out = model(forcings, params)
+    out = model(forcings, params, processes={"evaporation": fixed_two_mm})
     assert set(seen) == {"S", "PET"}
     assert torch.allclose(out["ET"][0], torch.full((2,), 2.0, dtype=F64))
     stores = [5.0]
@@ -95,10 +94,11 @@ class RecordingNet(nn.Module):
 def test_process_replacement_network_gets_store_and_demand_per_component():
     model = LinearReservoir(nmul=3, initial_storage=20.0)
     net = RecordingNet()
-    delta = DeltaModel({"et": net}, model, [FixedK(), ProcessReplacement("evaporation", "et")])
+    replacement = ProcessReplacement(slot="evaporation", network="et")
+    delta = DeltaModel({"et": net}, model, [FixedK(network=None), replacement])
     batch = Batch(forcings={"P": constant(2.0, 5, 4), "PET": constant(3.0, 5, 4)})
     out = delta(batch)
-    assert ProcessReplacement("evaporation", "et").n_inputs(model) == 2
+    assert replacement.n_inputs(model) == 2
     assert len(net.seen) == 5 and net.seen[0].shape == (4, 3, 2)
     assert torch.equal(net.seen[0][..., 0], torch.full((4, 3), 20.0, dtype=F64))  # S
     assert torch.equal(net.seen[0][..., 1], torch.full((4, 3), 3.0, dtype=F64))  # PET, broadcast

@@ -15,10 +15,11 @@ from dmg.examples import SIR
 F64 = torch.float64
 
 
-def run(model: SIR, beta: float, gamma: float, n_time: int, contact: float = 1.0):
+def run(model: SIR, beta: float, gamma: float, n_time: int, contact: float = 1.0, processes=None):
     return model(
         {"contact": torch.full((n_time, 1), contact, dtype=F64)},
         {"beta": torch.tensor([[beta]], dtype=F64), "gamma": torch.tensor([[gamma]], dtype=F64)},
+        processes=processes,
     )
 
 
@@ -87,8 +88,8 @@ def test_contact_and_time_varying_beta_scale_transmission():
 
 def test_transmission_slot_replaces_the_force_of_infection():
     model = SIR(initial_infected=0.01)
-    with model.filling("transmission", lambda inputs: torch.full_like(inputs["I"], 0.3)):
-        out = run(model, beta=0.9, gamma=0.1, n_time=2)
+    fixed = {"transmission": lambda inputs: torch.full_like(inputs["I"], 0.3)}
+    out = run(model, beta=0.9, gamma=0.1, n_time=2, processes=fixed)
     assert out["new_infections"][0, 0].item() == pytest.approx(0.99 * (1 - math.exp(-0.3)), rel=1e-12)
     assert model.slot("transmission").inputs == ("I", "contact")
 
@@ -96,8 +97,8 @@ def test_transmission_slot_replaces_the_force_of_infection():
 class LeakySIR(SIR):
     """Loses 1 % of the recovered every day: a bug the closed-system mass balance must catch."""
 
-    def step(self, state, forcing_t, params_t):
-        state, fluxes = super().step(state, forcing_t, params_t)
+    def step(self, state, forcing_t, params_t, processes):
+        state, fluxes = super().step(state, forcing_t, params_t, processes)
         return {**state, "R": 0.99 * state["R"]}, fluxes
 
 

@@ -80,15 +80,14 @@ def test_carbon_is_conserved_with_varying_forcing():
 def test_temperature_response_slot_replaces_q10():
     model = SoilCarbon()
     f = forcings(1.0, 25.0, 10)
-    with model.filling("temperature_response", lambda inputs: torch.ones_like(inputs["T"])):
-        flat = model(f, params())
+    flat = model(f, params(), processes={"temperature_response": lambda inputs: torch.ones_like(inputs["T"])})
     at_reference = model(forcings(1.0, 15.0, 10), params())
     assert torch.allclose(flat["Rh"], at_reference["Rh"], rtol=1e-12)
 
 
 def test_config_sets_reference_temperature_and_pools():
     model = SoilCarbon.from_config(SoilCarbon.Config(reference_temperature=10.0, initial_fast=50.0, initial_slow=500.0))
-    assert model.reference_temperature == 10.0
+    assert model.config.reference_temperature == 10.0
     state = model.initial_state(1)
     assert state["C_fast"].item() == 50.0 and state["C_slow"].item() == 500.0
     with pytest.raises(pydantic.ValidationError, match="initial_slow"):

@@ -42,6 +42,8 @@ def validate_options(
     if isinstance(config, config_class):
         return config
     if isinstance(config, BaseModel):
+        if not issubclass(config_class, type(config)):  # a base class's options extend fine; others do not
+            raise ConfigError(f"{who} takes a {config_class.__name__}, got a {type(config).__name__}")
         config = config.model_dump()
     try:
         return config_class.model_validate(dict(config))
@@ -80,6 +82,8 @@ class Component:
                 f"got a positional {type(config).__name__} {config!r}"
             )
         if config is not None and options:
+            if isinstance(config, BaseModel) and not issubclass(cls.Config, type(config)):
+                raise ConfigError(f"{cls.__name__} takes a {cls.Config.__name__}, got a {type(config).__name__}")
             base = config.model_dump() if isinstance(config, BaseModel) else dict(config)
             config = {**base, **options}
         elif config is None:

@@ -455,6 +455,8 @@ def config_error(exc: ValidationError, model: type[BaseModel], prefix: str = "",
             lines.append(f"unknown key '{full}'{hint} (valid keys here: {', '.join(allowed)})")
         elif err["type"] == "missing":
             lines.append(f"missing key '{full}'")
+        elif not full:  # a check across several keys: pydantic's message names them
+            lines.append(err["msg"].removeprefix("Value error, "))
         else:
             got = err.get("input")
             shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""

@@ -2,7 +2,11 @@
 
 Each network declares ``input_kind`` (``"sequence"``, ``"static"`` or ``"sequence+static"``),
 ``output_kind`` (``"single"`` or ``"split"``), a pydantic ``Config`` and
-``from_config(config, *, n_inputs, n_outputs, n_static=0)`` (see :mod:`dmg.nn.base`)::
+``from_config(config, *, n_inputs, n_outputs, n_static=0)``: the interface of
+:class:`dmg.core.networks.Network`, their base class (re-exported as :class:`dmg.nn.Network`).
+Options come only from the ``Config``: build a network with keyword options and keyword-only
+sizes, ``LSTM(n_inputs=5, n_outputs=3, hidden_size=16)``, or from a ``Config``,
+``LSTM(LSTM.Config(hidden_size=16), n_inputs=5, n_outputs=3)``::
 
     LSTM          sequence -> sequence (fused torch.nn.LSTM, δHBV input layer)
     MLP           pointwise on the last dimension (static attributes by default)

@@ -1,19 +1,18 @@
-"""The :class:`Network` base class and the helpers every network of the zoo shares.
+"""The helpers every network of the zoo shares, and its :class:`Network` base class.
 
-The interface (what :func:`dmg.core.couplings.call_network` relies on):
+:class:`Network` is :class:`dmg.core.networks.Network`, re-exported here; see
+:mod:`dmg.core.networks` for the interface (``input_kind``, ``output_kind``, ``Config``,
+``from_config(config, *, n_inputs, n_outputs, n_static=0)``).  Every network of the zoo follows
+the component convention of :mod:`dmg.core.components`: its ``Config`` is the only source of its
+options, and ``__init__(config=None, /, *, n_inputs, n_outputs, n_static=0, **options)`` takes
+either a ``Config`` or the options as keywords, with the sizes as keyword-only context.  A
+network that reads only ``c`` (``input_kind == "static"``) takes its input size from ``n_static``
+when that is given, else from ``n_inputs``.
 
-* ``input_kind``: ``"sequence"`` — ``forward(x)`` with ``x`` ``[time, unit, features]``;
-  ``"static"`` — ``forward(c)`` with ``c`` ``[unit, attributes]``; ``"sequence+static"`` —
-  ``forward(x, c)``.
-* ``output_kind``: ``"single"`` — one tensor (``[time, unit, outputs]`` for sequence inputs,
-  ``[unit, outputs]`` for static ones); ``"split"`` — a pair ``(dynamic [time, unit, n_dyn],
-  static [unit, n_static_out])``.
-* ``Config``: a pydantic model (``extra="forbid"``) with every option, its default and description.
-* ``from_config(config, *, n_inputs, n_outputs, n_static=0)``: input and output sizes come from
-  the run, never from the config.  ``n_inputs`` is the number of time-varying features (of ``x``),
-  ``n_static`` the number of static attributes (of ``c``).  A network that reads only ``c``
-  (``input_kind == "static"``) takes its input size from ``n_static`` when that is given,
-  else from ``n_inputs``.
+This module adds what the zoo shares: activations by name (:data:`Activation`), size checks
+(:func:`positive_size`, :func:`single_output`, :func:`split_output`, :func:`static_input_size`),
+input checks (:func:`check_sequence`, :func:`check_static`, :func:`check_features`,
+:func:`check_sequence_static`) and :class:`PointwiseNetwork`.
 """
 
 from __future__ import annotations
@@ -22,14 +21,29 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from dmg.core.components import NetworkConfig
 from dmg.core.errors import ConfigError, ShapeError, SpecError
+from dmg.core.networks import InputKind, Network, OutputKind
 
-InputKind = Literal["sequence", "static", "sequence+static"]
-OutputKind = Literal["single", "split"]
+__all__ = [
+    "Activation",
+    "InputKind",
+    "Network",
+    "OutputKind",
+    "PointwiseNetwork",
+    "activation_layer",
+    "check_features",
+    "check_sequence",
+    "check_sequence_static",
+    "check_static",
+    "dropout_layer",
+    "positive_size",
+    "single_output",
+    "split_output",
+    "static_input_size",
+]
 
 Activation = Literal["identity", "relu", "tanh", "sigmoid", "gelu", "silu", "elu", "leaky_relu", "softplus"]
 """Names of activation functions a config may choose."""
@@ -60,76 +74,52 @@ def dropout_layer(p: float) -> nn.Module:
     return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
-class Network(nn.Module):
-    """Base class of the zoo's networks; see the module docstring for the interface.
-
-    Subclasses set ``input_kind``, ``output_kind``, ``Config`` and implement ``from_config``.
-    ``pointwise`` networks map the last dimension of any ``[..., features]`` tensor (so they also
-    serve process slots and output corrections).
-    """
-
-    input_kind: InputKind = "sequence"
-    output_kind: ClassVar[OutputKind] = "single"
-    pointwise: ClassVar[bool] = False
-    Config: ClassVar[type[NetworkConfig]] = NetworkConfig
-
-    @classmethod
-    def from_config(
-        cls,
-        config: NetworkConfig | Mapping[str, Any],
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> Network:
-        """Build the network from its ``Config`` and the sizes the run determines.
-
-        The default suits sequence networks, ``cls(n_inputs, n_outputs, **options)``; networks
-        that also read static attributes override it.
-        """
-        return cls(n_inputs, n_outputs, **cls.validate_config(config).model_dump())
-
-    @classmethod
-    def validate_config(cls, config: NetworkConfig | Mapping[str, Any] | None) -> Any:
-        """``config`` as an instance of ``cls.Config``; a mapping is validated, naming keys at fault."""
-        if config is None:
-            return cls.Config()
-        if isinstance(config, cls.Config):
-            return config
-        if isinstance(config, NetworkConfig):
-            raise ConfigError(f"{cls.__name__} takes a {cls.Config.__name__}, got a {type(config).__name__}")
-        try:
-            return cls.Config.model_validate(dict(config))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid {cls.__name__} config: {problems}") from exc
-
-
 class PointwiseNetwork(Network):
     """A network mapping the last dimension of ``[..., features]``: reads static attributes by
     default (``input_kind="static"``) or each time step of a sequence (``input_kind="sequence"``).
 
-    Subclasses build ``self.layers`` and ``self.output_activation`` in ``__init__``.
+    Its ``Config`` has an ``input_kind`` option (``"static"`` or ``"sequence"``), which sets the
+    instance's ``input_kind``.  ``__init__`` validates the options and the sizes; subclasses call
+    it first and then build ``self.layers`` and ``self.output_activation``.
+
+    Parameters
+    ----------
+    config
+        A ``Config``, a mapping of options, or ``None`` (the options are then ``options``).
+    n_inputs
+        Input features (last dimension) when reading a sequence, or static attributes when
+        ``n_static`` is not given.
+    n_outputs
+        Output features.
+    n_static
+        Static attributes: the input size when ``input_kind`` is ``"static"`` (0: use ``n_inputs``).
+    **options
+        Options of ``Config``.
     """
 
     input_kind: InputKind = "static"
     pointwise: ClassVar[bool] = True
+    """Maps any ``[..., features]`` tensor row by row (so it also serves process slots)."""
 
-    @classmethod
-    def from_config(
-        cls,
-        config: NetworkConfig | Mapping[str, Any] | None,
+    def __init__(
+        self,
+        config: NetworkConfig | Mapping[str, Any] | None = None,
+        /,
         *,
         n_inputs: int,
-        n_outputs: int | tuple[int, int],
+        n_outputs: int,
         n_static: int = 0,
-    ) -> Network:
-        """Build from ``Config``; with ``input_kind='static'`` the input size is ``n_static`` if given."""
-        cfg = cls.validate_config(config)
-        size = static_input_size(cls.__name__, n_inputs, n_static) if cfg.input_kind == "static" else n_inputs
-        return cls(size, n_outputs, **cfg.model_dump())
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        self.config = self.validate_config(config, options)
+        who = type(self).__name__
+        self.input_kind = getattr(self.config, "input_kind", type(self).input_kind)
+        if self.input_kind == "static":
+            self.n_inputs = static_input_size(who, n_inputs, n_static)
+        else:
+            self.n_inputs = positive_size(who, "n_inputs", n_inputs)
+        self.n_outputs = single_output(who, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[..., n_inputs]`` to ``[..., n_outputs]``."""

@@ -47,59 +47,61 @@ class EALSTM(Network):
 
     Parameters
     ----------
+    config
+        An :class:`EALSTMConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
         Time-varying features of ``x``.
-    n_static
-        Static attributes of ``c``.
     n_outputs
         Outputs per step.
-    hidden_size, initial_forget_bias, input_dropout, dropout, output_activation
-        See :class:`EALSTMConfig`.
+    n_static
+        Static attributes of ``c`` (required: at least one).
+    **options
+        Options of :class:`EALSTMConfig` (``hidden_size``, ``initial_forget_bias``, ``input_dropout``,
+        ``dropout``, ``output_activation``).
+
+    Examples
+    --------
+    >>> net = EALSTM(n_inputs=5, n_static=3, n_outputs=2, hidden_size=16)
+    >>> net(torch.zeros(30, 8, 5), torch.zeros(8, 3)).shape
+    torch.Size([30, 8, 2])
     """
 
     input_kind = "sequence+static"
     output_kind = "single"
     Config = EALSTMConfig
+    config: EALSTMConfig
 
     def __init__(
         self,
-        n_inputs: int,
-        n_static: int,
-        n_outputs: int,
+        config: EALSTMConfig | Mapping[str, Any] | None = None,
+        /,
         *,
-        hidden_size: int = 256,
-        initial_forget_bias: float = 3.0,
-        input_dropout: float = 0.0,
-        dropout: float = 0.0,
-        output_activation: str = "identity",
+        n_inputs: int,
+        n_outputs: int,
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = self.validate_config(config, options)
         who = type(self).__name__
         self.n_inputs = positive_size(who, "n_inputs", n_inputs)
         self.n_static = positive_size(who, "n_static", n_static)
         self.n_outputs = single_output(who, n_outputs)
-        self.hidden_size = hidden_size
-        self.input_dropout = dropout_layer(input_dropout)
-        self.input_gate = nn.Linear(n_static, hidden_size)
-        self.input_proj = nn.Linear(n_inputs, 3 * hidden_size)  # forget, cell input, output
-        self.recurrent = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
-        self.dropout = dropout_layer(dropout)
-        self.head = nn.Linear(hidden_size, self.n_outputs)
-        self.output_activation = activation_layer(output_activation)
+        hidden = cfg.hidden_size
+        self.input_dropout = dropout_layer(cfg.input_dropout)
+        self.input_gate = nn.Linear(self.n_static, hidden)
+        self.input_proj = nn.Linear(self.n_inputs, 3 * hidden)  # forget, cell input, output
+        self.recurrent = nn.Linear(hidden, 3 * hidden, bias=False)
+        self.dropout = dropout_layer(cfg.dropout)
+        self.head = nn.Linear(hidden, self.n_outputs)
+        self.output_activation = activation_layer(cfg.output_activation)
         with torch.no_grad():
-            self.input_proj.bias[:hidden_size].fill_(initial_forget_bias)
+            self.input_proj.bias[:hidden].fill_(cfg.initial_forget_bias)
 
-    @classmethod
-    def from_config(
-        cls,
-        config: EALSTMConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> EALSTM:
-        """Build from :class:`EALSTMConfig`."""
-        return cls(n_inputs, n_static, n_outputs, **cls.validate_config(config).model_dump())  # type: ignore[arg-type]
+    @property
+    def hidden_size(self) -> int:
+        """Size of the hidden and cell states (``config.hidden_size``)."""
+        return self.config.hidden_size
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` and ``c`` ``[unit, n_static]`` to ``[time, unit, n_outputs]``."""
@@ -107,7 +109,7 @@ class EALSTM(Network):
         i = torch.sigmoid(self.input_gate(c))
         projected = self.input_proj(self.input_dropout(x))
         weight = self.recurrent.weight.t()
-        h = x.new_zeros(x.shape[1], self.hidden_size)
+        h = x.new_zeros(x.shape[1], self.config.hidden_size)
         cell = torch.zeros_like(h)
         hidden = []
         for x_t in projected.unbind(0):

@@ -13,8 +13,8 @@ B-splines vanish and only the ``base`` term remains, so inputs should be normali
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, field_validator, model_validator
@@ -26,8 +26,6 @@ from dmg.nn.base import (
     Activation,
     PointwiseNetwork,
     activation_layer,
-    positive_size,
-    single_output,
 )
 
 Basis = Literal["bspline", "rbf"]
@@ -147,49 +145,55 @@ class KAN(PointwiseNetwork):
 
     Parameters
     ----------
+    config
+        A :class:`KANConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
-        Input features (last dimension).
+        Input features (last dimension) when reading a sequence, or static attributes when
+        ``n_static`` is not given.
     n_outputs
         Output features.
-    hidden_sizes, basis, grid_size, spline_order, grid_range, base_activation, output_activation, input_kind
-        See :class:`KANConfig`.
+    n_static
+        Static attributes: the input size when ``input_kind`` is ``"static"`` (0: use ``n_inputs``).
+    **options
+        Options of :class:`KANConfig` (``hidden_sizes``, ``basis``, ``grid_size``, ``spline_order``,
+        ``grid_range``, ``base_activation``, ``output_activation``, ``input_kind``).
+
+    Examples
+    --------
+    >>> net = KAN(n_inputs=4, n_outputs=2, hidden_sizes=[8], grid_size=5)
+    >>> net(torch.zeros(10, 4)).shape
+    torch.Size([10, 2])
     """
 
     input_kind = "static"
     output_kind = "single"
     pointwise = True
     Config = KANConfig
+    config: KANConfig
 
     def __init__(
         self,
+        config: KANConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         n_inputs: int,
         n_outputs: int,
-        *,
-        hidden_sizes: Sequence[int] = (32,),
-        basis: Basis = "bspline",
-        grid_size: int = 8,
-        spline_order: int = 3,
-        grid_range: tuple[float, float] = (-2.0, 2.0),
-        base_activation: str = "silu",
-        output_activation: str = "identity",
-        input_kind: Literal["static", "sequence"] = "static",
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        who = type(self).__name__
-        self.n_inputs = positive_size(who, "n_inputs", n_inputs)
-        self.n_outputs = single_output(who, n_outputs)
-        self.input_kind = input_kind
-        widths = [self.n_inputs, *hidden_sizes, self.n_outputs]
-        low, high = grid_range
+        super().__init__(config, n_inputs=n_inputs, n_outputs=n_outputs, n_static=n_static, **options)
+        cfg = self.config
+        widths = [self.n_inputs, *cfg.hidden_sizes, self.n_outputs]
+        low, high = cfg.grid_range
 
         def make_basis() -> nn.Module:
-            if basis == "bspline":
-                return BSplineBasis(grid_size, spline_order, low, high)
-            if basis == "rbf":
-                return RBFBasis(grid_size, low, high)
-            raise SpecError(f"{who}: unknown basis {basis!r}; use 'bspline' or 'rbf'")
+            if cfg.basis == "bspline":
+                return BSplineBasis(cfg.grid_size, cfg.spline_order, low, high)
+            if cfg.basis == "rbf":
+                return RBFBasis(cfg.grid_size, low, high)
+            raise SpecError(f"{type(self).__name__}: unknown basis {cfg.basis!r}; use 'bspline' or 'rbf'")
 
         self.layers = nn.Sequential(
-            *(KANLayer(n_in, n_out, make_basis(), base_activation) for n_in, n_out in itertools.pairwise(widths))
+            *(KANLayer(n_in, n_out, make_basis(), cfg.base_activation) for n_in, n_out in itertools.pairwise(widths))
         )
-        self.output_activation = activation_layer(output_activation)
+        self.output_activation = activation_layer(cfg.output_activation)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -52,12 +54,17 @@ class LSTM(Network):
 
     Parameters
     ----------
+    config
+        An :class:`LSTMConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
         Features per step.
     n_outputs
         Outputs per step.
-    hidden_size, num_layers, input_layer, input_dropout, recurrent_dropout, dropout, output_activation
-        See :class:`LSTMConfig`.
+    n_static
+        Unused (the LSTM reads no static attributes); accepted as every network's sizing context.
+    **options
+        Options of :class:`LSTMConfig` (``hidden_size``, ``num_layers``, ``input_layer``,
+        ``input_dropout``, ``recurrent_dropout``, ``dropout``, ``output_activation``).
 
     Examples
     --------
@@ -69,36 +76,42 @@ class LSTM(Network):
     input_kind = "sequence"
     output_kind = "single"
     Config = LSTMConfig
+    config: LSTMConfig
 
     def __init__(
         self,
+        config: LSTMConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         n_inputs: int,
         n_outputs: int,
-        *,
-        hidden_size: int = 256,
-        num_layers: int = 1,
-        input_layer: bool = True,
-        input_dropout: float = 0.0,
-        recurrent_dropout: float = 0.5,
-        dropout: float = 0.0,
-        output_activation: str = "identity",
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = self.validate_config(config, options)
         who = type(self).__name__
         self.n_inputs = positive_size(who, "n_inputs", n_inputs)
         self.n_outputs = single_output(who, n_outputs)
-        self.recurrent_dropout = float(recurrent_dropout)
-        self.input_dropout = dropout_layer(input_dropout)
-        self.input_layer = nn.Sequential(nn.Linear(n_inputs, hidden_size), nn.ReLU()) if input_layer else nn.Identity()
-        self.lstm = nn.LSTM(
-            hidden_size if input_layer else n_inputs,
-            hidden_size,
-            num_layers=num_layers,
-            dropout=dropout if num_layers > 1 else 0.0,
+        hidden = cfg.hidden_size
+        self.input_dropout = dropout_layer(cfg.input_dropout)
+        self.input_layer = (
+            nn.Sequential(nn.Linear(self.n_inputs, hidden), nn.ReLU()) if cfg.input_layer else nn.Identity()
         )
-        self.dropout = dropout_layer(dropout)
-        self.head = nn.Linear(hidden_size, self.n_outputs)
-        self.output_activation = activation_layer(output_activation)
+        self.lstm = nn.LSTM(
+            hidden if cfg.input_layer else self.n_inputs,
+            hidden,
+            num_layers=cfg.num_layers,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.dropout = dropout_layer(cfg.dropout)
+        self.head = nn.Linear(hidden, self.n_outputs)
+        self.output_activation = activation_layer(cfg.output_activation)
+
+    @property
+    def recurrent_dropout(self) -> float:
+        """DropConnect probability on the hidden-to-hidden weights (``config.recurrent_dropout``)."""
+        return self.config.recurrent_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""
@@ -109,10 +122,11 @@ class LSTM(Network):
 
     def recurrence(self, h: torch.Tensor) -> torch.Tensor:
         """Run the LSTM layers on ``h`` ``[time, unit, size]``, with DropConnect while training."""
-        if not (self.training and self.recurrent_dropout > 0):
+        p_drop = self.config.recurrent_dropout
+        if not (self.training and p_drop > 0):
             return self.lstm(h)[0]
         weights = {
-            name: F.dropout(p, self.recurrent_dropout) if name.startswith("weight_hh") else p
+            name: F.dropout(p, p_drop) if name.startswith("weight_hh") else p
             for name, p in self.lstm.named_parameters()
         }
         if not h.is_cuda:
@@ -123,4 +137,6 @@ class LSTM(Network):
             return torch.func.functional_call(self.lstm, weights, (h,))[0]
 
     def extra_repr(self) -> str:
-        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, recurrent_dropout={self.recurrent_dropout}"
+        return (
+            f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, recurrent_dropout={self.config.recurrent_dropout}"
+        )

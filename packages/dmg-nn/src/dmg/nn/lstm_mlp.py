@@ -32,51 +32,48 @@ class LSTMMLP(Network):
 
     Parameters
     ----------
+    config
+        An :class:`LSTMMLPConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
         Time-varying features of ``x``.
-    n_static
-        Static attributes of ``c``.
     n_outputs
         ``(n_dynamic, n_static_out)``.
-    lstm, mlp
-        Options of the members, see :class:`LSTMMLPConfig`.
+    n_static
+        Static attributes of ``c`` (required: at least one).
+    **options
+        Options of :class:`LSTMMLPConfig`: ``lstm`` and ``mlp``, each a mapping of its member's options.
+
+    Examples
+    --------
+    >>> net = LSTMMLP(n_inputs=5, n_static=3, n_outputs=(2, 4), lstm={"hidden_size": 16})
+    >>> dynamic, static = net(torch.zeros(30, 8, 5), torch.zeros(8, 3))
+    >>> dynamic.shape, static.shape
+    (torch.Size([30, 8, 2]), torch.Size([8, 4]))
     """
 
     input_kind = "sequence+static"
     output_kind = "split"
     Config = LSTMMLPConfig
+    config: LSTMMLPConfig
 
     def __init__(
         self,
-        n_inputs: int,
-        n_static: int,
-        n_outputs: tuple[int, int],
+        config: LSTMMLPConfig | Mapping[str, Any] | None = None,
+        /,
         *,
-        lstm: LSTMConfig | Mapping[str, Any] | None = None,
-        mlp: MLPLayersConfig | Mapping[str, Any] | None = None,
+        n_inputs: int,
+        n_outputs: tuple[int, int],
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = self.validate_config(config, options)
         who = type(self).__name__
         self.n_inputs = positive_size(who, "n_inputs", n_inputs)
         self.n_static = positive_size(who, "n_static", n_static)
         self.n_dynamic_out, self.n_static_out = split_output(who, n_outputs)
-        lstm_cfg = LSTMConfig.model_validate(lstm or {})
-        mlp_cfg = MLPLayersConfig.model_validate(mlp or {})
-        self.lstm = LSTM(n_inputs, self.n_dynamic_out, **lstm_cfg.model_dump()) if self.n_dynamic_out else None
-        self.mlp = MLP(n_static, self.n_static_out, **mlp_cfg.model_dump()) if self.n_static_out else None
-
-    @classmethod
-    def from_config(
-        cls,
-        config: LSTMMLPConfig | Mapping[str, Any] | None,
-        *,
-        n_inputs: int,
-        n_outputs: int | tuple[int, int],
-        n_static: int = 0,
-    ) -> LSTMMLP:
-        """Build from :class:`LSTMMLPConfig`; ``n_outputs`` is ``(n_dynamic, n_static_out)``."""
-        cfg = cls.validate_config(config)
-        return cls(n_inputs, n_static, n_outputs, lstm=cfg.lstm, mlp=cfg.mlp)  # type: ignore[arg-type]
+        self.lstm = LSTM(cfg.lstm, n_inputs=self.n_inputs, n_outputs=self.n_dynamic_out) if self.n_dynamic_out else None
+        self.mlp = MLP(cfg.mlp, n_inputs=self.n_static, n_outputs=self.n_static_out) if self.n_static_out else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map ``x`` ``[time, unit, n_inputs]`` and ``c`` ``[unit, n_static]`` to ``(dynamic, static)``."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Literal
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from torch import nn
@@ -13,8 +13,6 @@ from dmg.nn.base import (
     Activation,
     PointwiseNetwork,
     activation_layer,
-    positive_size,
-    single_output,
 )
 
 
@@ -68,12 +66,18 @@ class MLP(PointwiseNetwork):
 
     Parameters
     ----------
+    config
+        An :class:`MLPConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
-        Input features (last dimension).
+        Input features (last dimension) when reading a sequence, or static attributes when
+        ``n_static`` is not given.
     n_outputs
         Output features.
-    hidden_sizes, activation, dropout, output_activation, input_kind
-        See :class:`MLPConfig`.
+    n_static
+        Static attributes: the input size when ``input_kind`` is ``"static"`` (0: use ``n_inputs``).
+    **options
+        Options of :class:`MLPConfig` (``hidden_sizes``, ``activation``, ``dropout``,
+        ``output_activation``, ``input_kind``).
 
     Examples
     --------
@@ -86,22 +90,19 @@ class MLP(PointwiseNetwork):
     output_kind = "single"
     pointwise = True
     Config = MLPConfig
+    config: MLPConfig
 
     def __init__(
         self,
+        config: MLPConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         n_inputs: int,
         n_outputs: int,
-        *,
-        hidden_sizes: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        output_activation: str = "identity",
-        input_kind: Literal["static", "sequence"] = "static",
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
-        super().__init__()
-        who = type(self).__name__
-        self.n_inputs = positive_size(who, "n_inputs", n_inputs)
-        self.n_outputs = single_output(who, n_outputs)
-        self.input_kind = input_kind
-        self.layers = mlp_layers(self.n_inputs, self.n_outputs, list(hidden_sizes), activation, dropout)
-        self.output_activation = activation_layer(output_activation)
+        super().__init__(config, n_inputs=n_inputs, n_outputs=n_outputs, n_static=n_static, **options)
+        cfg = self.config
+        self.layers = mlp_layers(self.n_inputs, self.n_outputs, cfg.hidden_sizes, cfg.activation, cfg.dropout)
+        self.output_activation = activation_layer(cfg.output_activation)

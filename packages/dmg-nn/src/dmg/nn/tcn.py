@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from pydantic import Field
 from torch import nn
@@ -65,49 +68,73 @@ class TCN(Network):
 
     Parameters
     ----------
+    config
+        A :class:`TCNConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
         Features per step.
     n_outputs
         Outputs per step.
-    hidden_size, num_levels, kernel_size, dropout, activation, output_activation
-        See :class:`TCNConfig`.
+    n_static
+        Unused (the TCN reads no static attributes); accepted as every network's sizing context.
+    **options
+        Options of :class:`TCNConfig` (``hidden_size``, ``num_levels``, ``kernel_size``, ``dropout``,
+        ``activation``, ``output_activation``).
+
+    Examples
+    --------
+    >>> net = TCN(n_inputs=5, n_outputs=3, hidden_size=16, num_levels=3)
+    >>> net(torch.zeros(30, 4, 5)).shape
+    torch.Size([30, 4, 3])
+    >>> net.receptive_field
+    29
     """
 
     input_kind = "sequence"
     output_kind = "single"
     Config = TCNConfig
+    config: TCNConfig
 
     def __init__(
         self,
+        config: TCNConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         n_inputs: int,
         n_outputs: int,
-        *,
-        hidden_size: int = 64,
-        num_levels: int = 4,
-        kernel_size: int = 3,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        output_activation: str = "identity",
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = self.validate_config(config, options)
         who = type(self).__name__
         self.n_inputs = positive_size(who, "n_inputs", n_inputs)
         self.n_outputs = single_output(who, n_outputs)
-        self.kernel_size = kernel_size
-        self.num_levels = num_levels
+        hidden = cfg.hidden_size
         self.blocks = nn.Sequential(
             *(
-                TemporalBlock(n_inputs if k == 0 else hidden_size, hidden_size, kernel_size, 2**k, dropout, activation)
-                for k in range(num_levels)
+                TemporalBlock(
+                    self.n_inputs if k == 0 else hidden, hidden, cfg.kernel_size, 2**k, cfg.dropout, cfg.activation
+                )
+                for k in range(cfg.num_levels)
             )
         )
-        self.head = nn.Linear(hidden_size, self.n_outputs)
-        self.output_activation = activation_layer(output_activation)
+        self.head = nn.Linear(hidden, self.n_outputs)
+        self.output_activation = activation_layer(cfg.output_activation)
+
+    @property
+    def kernel_size(self) -> int:
+        """Taps of each convolution (``config.kernel_size``)."""
+        return self.config.kernel_size
+
+    @property
+    def num_levels(self) -> int:
+        """Number of residual blocks (``config.num_levels``)."""
+        return self.config.num_levels
 
     @property
     def receptive_field(self) -> int:
         """Number of steps (the current one included) an output depends on."""
-        return 1 + 2 * (self.kernel_size - 1) * (2**self.num_levels - 1)
+        return 1 + 2 * (self.config.kernel_size - 1) * (2**self.config.num_levels - 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""

@@ -11,7 +11,7 @@ or subclass :class:`NetworkTestKit` in a pytest module to get one test per check
         network = MyNet
         config = {"hidden_size": 8}
 
-A network under test follows the interface of :mod:`dmg.nn.base`: ``input_kind``,
+A network under test follows the interface of :mod:`dmg.core.networks`: ``input_kind``,
 ``output_kind``, a pydantic ``Config`` and ``from_config(config, *, n_inputs, n_outputs,
 n_static)``.  Every check raises ``AssertionError`` naming the network and what failed.
 The tensors are tiny, so the checks run fastest on one intra-op thread

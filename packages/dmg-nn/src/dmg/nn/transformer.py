@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -74,54 +75,74 @@ class Transformer(Network):
 
     Parameters
     ----------
+    config
+        A :class:`TransformerConfig`, a mapping of its options, or ``None`` (the options are then ``options``).
     n_inputs
         Features per step.
     n_outputs
         Outputs per step.
-    d_model, n_heads, num_layers, dim_feedforward, dropout, activation, context_window, output_activation
-        See :class:`TransformerConfig`.
+    n_static
+        Unused (the Transformer reads no static attributes); accepted as every network's sizing context.
+    **options
+        Options of :class:`TransformerConfig` (``d_model``, ``n_heads``, ``num_layers``,
+        ``dim_feedforward``, ``dropout``, ``activation``, ``context_window``, ``output_activation``).
+
+    Examples
+    --------
+    >>> net = Transformer(n_inputs=5, n_outputs=3, d_model=16, n_heads=2)
+    >>> net(torch.zeros(30, 4, 5)).shape
+    torch.Size([30, 4, 3])
     """
 
     input_kind = "sequence"
     output_kind = "single"
     Config = TransformerConfig
+    config: TransformerConfig
 
     def __init__(
         self,
+        config: TransformerConfig | Mapping[str, Any] | None = None,
+        /,
+        *,
         n_inputs: int,
         n_outputs: int,
-        *,
-        d_model: int = 64,
-        n_heads: int = 4,
-        num_layers: int = 2,
-        dim_feedforward: int = 128,
-        dropout: float = 0.1,
-        activation: str = "gelu",
-        context_window: int | None = None,
-        output_activation: str = "identity",
+        n_static: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__()
+        self.config = cfg = self.validate_config(config, options)
         who = type(self).__name__
         self.n_inputs = positive_size(who, "n_inputs", n_inputs)
         self.n_outputs = single_output(who, n_outputs)
-        self.d_model = d_model
-        self.context_window = context_window
-        self.embed = nn.Linear(n_inputs, d_model)
+        self.embed = nn.Linear(self.n_inputs, cfg.d_model)
         layer = nn.TransformerEncoderLayer(
-            d_model, n_heads, dim_feedforward, dropout, activation=activation, norm_first=True
+            cfg.d_model, cfg.n_heads, cfg.dim_feedforward, cfg.dropout, activation=cfg.activation, norm_first=True
         )
-        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, self.n_outputs)
-        self.output_activation = activation_layer(output_activation)
+        self.encoder = nn.TransformerEncoder(
+            layer, cfg.num_layers, norm=nn.LayerNorm(cfg.d_model), enable_nested_tensor=False
+        )
+        self.head = nn.Linear(cfg.d_model, self.n_outputs)
+        self.output_activation = activation_layer(cfg.output_activation)
+
+    @property
+    def d_model(self) -> int:
+        """Width of the token embeddings (``config.d_model``)."""
+        return self.config.d_model
+
+    @property
+    def context_window(self) -> int | None:
+        """Steps each position attends to per layer, or ``None`` for every earlier step (``config.context_window``)."""
+        return self.config.context_window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``x`` ``[time, unit, n_inputs]`` to ``[time, unit, n_outputs]``."""
         check_sequence(type(self).__name__, x, self.n_inputs)
         n_time = x.shape[0]
-        h = self.embed(x) + sinusoidal_encoding(n_time, self.d_model, dtype=x.dtype, device=x.device).unsqueeze(1)
-        mask = causal_mask(n_time, self.context_window, device=x.device)
+        position = sinusoidal_encoding(n_time, self.config.d_model, dtype=x.dtype, device=x.device)
+        h = self.embed(x) + position.unsqueeze(1)
+        mask = causal_mask(n_time, self.config.context_window, device=x.device)
         h = self.encoder(h, mask=mask)
         return self.output_activation(self.head(h))
 
     def extra_repr(self) -> str:
-        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, context_window={self.context_window}"
+        return f"n_inputs={self.n_inputs}, n_outputs={self.n_outputs}, context_window={self.config.context_window}"

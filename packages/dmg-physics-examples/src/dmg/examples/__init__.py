@@ -1,6 +1,7 @@
 """dmg.examples: small process models from several domains, for learning dmg.
 
-Models (each a :class:`dmg.core.PhysicsModel`, registered under the ``dmg.physics`` entry points)::
+Models (each a :class:`dmg.core.PhysicsModel`, registered under the ``dmg.physics`` entry points;
+the first three are :class:`dmg.core.StepModel` s, the last a :class:`dmg.core.SeriesModel`)::
 
     LinearReservoir   hydrology      one store, streamflow and replaceable evapotranspiration
     SIR               epidemiology   susceptible-infected-recovered fractions, replaceable transmission

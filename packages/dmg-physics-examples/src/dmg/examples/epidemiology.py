@@ -17,11 +17,16 @@ through the process slot ``"transmission"``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
 import torch
 from pydantic import Field
 
-from dmg.core import ConfigError, MassBalance, Parameter, PhysicsModel, ProcessSlot, State, Variable
+from dmg.core import MassBalance, Parameter, Processes, ProcessSlot, State, StepModel, Variable
 from dmg.core.components import PhysicsConfig
+from dmg.core.signature import TensorDict
 
 
 class SIRConfig(PhysicsConfig):
@@ -32,7 +37,7 @@ class SIRConfig(PhysicsConfig):
     )
 
 
-class SIR(PhysicsModel):
+class SIR(StepModel):
     """Susceptible-infected-recovered compartments as population fractions, daily step.
 
     Forcings
@@ -52,10 +57,17 @@ class SIR(PhysicsModel):
 
     Parameters
     ----------
-    initial_infected
-        Infected fraction at the start (-); ``S`` starts at ``1 - initial_infected``, ``R`` at 0.
+    config
+        A :class:`SIRConfig` (or a mapping of its options); alternatively give the options as keywords.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ...).
+        Options of :class:`SIRConfig`: ``initial_infected``, the infected fraction at the start (-, in
+        (0, 1), default 0.01; ``S`` starts at ``1 - initial_infected``, ``R`` at 0), and those of every
+        physics model (``nmul``, ``dynamic``, ``warmup_mode``).
+
+    Raises
+    ------
+    dmg.core.ConfigError
+        For an unknown option or an ``initial_infected`` outside (0, 1).
     """
 
     Config = SIRConfig
@@ -85,22 +97,36 @@ class SIR(PhysicsModel):
     )
     mass_balance = MassBalance(inputs=(), outputs=(), storages=("S", "I", "R"))
 
-    def __init__(self, *, initial_infected: float = 0.01, **options: object) -> None:
-        super().__init__(**options)
-        if not 0.0 < initial_infected < 1.0:
-            raise ConfigError(f"SIR: initial_infected must lie in (0, 1), got {initial_infected}")
-        self.initial_infected = float(initial_infected)
+    def __init__(self, config: SIRConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
+        infected = config.initial_infected
         s, i, r = type(self).states
-        self.states = (
-            State(s.name, s.unit, s.description, s.typical_range, 1.0 - self.initial_infected),
-            State(i.name, i.unit, i.description, i.typical_range, self.initial_infected),
-            r,
-        )
+        super().__init__(config, states=(replace(s, initial=1.0 - infected), replace(i, initial=infected), r))
 
-    def step(self, state, forcing_t, params_t):
+    def step(
+        self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
+    ) -> tuple[TensorDict, TensorDict]:
+        """One day of infections and recoveries.
+
+        Parameters
+        ----------
+        state
+            ``S``, ``I``, ``R`` population fractions (-), ``[unit, nmul]``.
+        forcing_t
+            ``contact`` of this day (-), ``[unit, 1]``.
+        params_t
+            ``beta`` and ``gamma`` (1/day), ``[unit, nmul]``.
+        processes
+            Fillers of the slot ``"transmission"`` (given ``I`` and ``contact``).
+
+        Returns
+        -------
+        tuple of dict
+            The new compartments (-) and this day's ``new_infections`` (1/day) and ``I`` (-).
+        """
         s, i, r = state["S"], state["I"], state["R"]
         contact = forcing_t["contact"]
-        force = self.process("transmission", lambda: params_t["beta"] * contact * i, I=i, contact=contact)
+        force = processes.compute("transmission", lambda: params_t["beta"] * contact * i, I=i, contact=contact)
         new = -s * torch.expm1(-force)
         recovered = -i * torch.expm1(-params_t["gamma"])
         i = i + new - recovered

@@ -11,16 +11,22 @@ linearly to streamflow.  Each daily step::
 The default evaporation is *supply-limited*: it equals the demand ``c * PET`` when the store
 is large and approaches the stored water ``S`` when the store runs dry, so the store never
 goes negative.  A network may replace it through the process slot ``"evaporation"``
-(see :class:`dmg.core.ProcessReplacement`); whatever fills the slot is capped at ``S``.
+(see :class:`dmg.core.ProcessReplacement`, or ``processes={"evaporation": filler}`` when calling
+the model); whatever fills the slot is capped at ``S``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
 import torch
 from pydantic import Field
 
-from dmg.core import ConfigError, MassBalance, Parameter, PhysicsModel, ProcessSlot, State, Variable
+from dmg.core import MassBalance, Parameter, Processes, ProcessSlot, State, StepModel, Variable
 from dmg.core.components import PhysicsConfig
+from dmg.core.signature import TensorDict
 
 _SMALL_STORE = 1e-6
 """Stores below this (mm) are treated as this in the denominator of the evaporation law."""
@@ -32,7 +38,7 @@ class LinearReservoirConfig(PhysicsConfig):
     initial_storage: float = Field(10.0, ge=0.0, description="Store S at the start of a simulation (mm).")
 
 
-class LinearReservoir(PhysicsModel):
+class LinearReservoir(StepModel):
     """One linear store with supply-limited evapotranspiration, daily step.
 
     Forcings
@@ -50,10 +56,18 @@ class LinearReservoir(PhysicsModel):
 
     Parameters
     ----------
-    initial_storage
-        Store at the start of a simulation (mm).
+    config
+        A :class:`LinearReservoirConfig` (or a mapping of its options); alternatively give the options
+        as keywords.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ...).
+        Options of :class:`LinearReservoirConfig`: ``initial_storage``, the store at the start of a
+        simulation (mm, >= 0, default 10), and those of every physics model (``nmul``, ``dynamic``,
+        ``warmup_mode``).
+
+    Raises
+    ------
+    dmg.core.ConfigError
+        For an unknown option or a negative ``initial_storage``.
     """
 
     Config = LinearReservoirConfig
@@ -82,13 +96,10 @@ class LinearReservoir(PhysicsModel):
     )
     mass_balance = MassBalance(inputs=("P",), outputs=("Q", "ET"), storages=("S",))
 
-    def __init__(self, *, initial_storage: float = 10.0, **options: object) -> None:
-        super().__init__(**options)
-        if initial_storage < 0:
-            raise ConfigError(f"LinearReservoir: initial_storage must be >= 0 mm, got {initial_storage}")
-        self.initial_storage = float(initial_storage)
+    def __init__(self, config: LinearReservoirConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
         (store,) = type(self).states
-        self.states = (State(store.name, store.unit, store.description, store.typical_range, self.initial_storage),)
+        super().__init__(config, states=(replace(store, initial=config.initial_storage),))
 
     @staticmethod
     def supply_limited_evaporation(storage: torch.Tensor, demand: torch.Tensor) -> torch.Tensor:
@@ -103,10 +114,30 @@ class LinearReservoir(PhysicsModel):
         """
         return -storage * torch.expm1(-demand / storage.clamp_min(_SMALL_STORE))
 
-    def step(self, state, forcing_t, params_t):
+    def step(
+        self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
+    ) -> tuple[TensorDict, TensorDict]:
+        """One day: evapotranspiration from the store, then rain, then linear outflow.
+
+        Parameters
+        ----------
+        state
+            ``S`` (mm), ``[unit, nmul]``.
+        forcing_t
+            ``P`` and ``PET`` of this day (mm/day), ``[unit, 1]``.
+        params_t
+            ``k`` (1/day) and ``c`` (-), ``[unit, nmul]``.
+        processes
+            Fillers of the slot ``"evaporation"`` (given ``S`` and ``PET``).
+
+        Returns
+        -------
+        tuple of dict
+            The new ``S`` (mm) and this day's ``Q`` and ``ET`` (mm/day).
+        """
         s = state["S"]
         pet = forcing_t["PET"]
-        et = self.process(
+        et = processes.compute(
             "evaporation",
             lambda: self.supply_limited_evaporation(s, params_t["c"] * pet),
             S=s,

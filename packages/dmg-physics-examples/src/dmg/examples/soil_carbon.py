@@ -16,11 +16,16 @@ non-negative.  Carbon is conserved: ``sum(litter) - sum(Rh) = ΔC_fast + ΔC_slo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
 import torch
 from pydantic import Field
 
-from dmg.core import ConfigError, MassBalance, Parameter, PhysicsModel, ProcessSlot, State, Variable
+from dmg.core import MassBalance, Parameter, Processes, ProcessSlot, State, StepModel, Variable
 from dmg.core.components import PhysicsConfig
+from dmg.core.signature import TensorDict
 
 
 class SoilCarbonConfig(PhysicsConfig):
@@ -33,7 +38,7 @@ class SoilCarbonConfig(PhysicsConfig):
     initial_slow: float = Field(3000.0, ge=0.0, description="Slow pool at the start of a simulation (gC/m²).")
 
 
-class SoilCarbon(PhysicsModel):
+class SoilCarbon(StepModel):
     """Fast and slow soil carbon pools with Q10 temperature dependence, daily step.
 
     Forcings
@@ -53,12 +58,19 @@ class SoilCarbon(PhysicsModel):
 
     Parameters
     ----------
-    reference_temperature
-        Temperature at which the decay rates equal ``k_fast`` and ``k_slow`` (°C).
-    initial_fast, initial_slow
-        Pools at the start of a simulation (gC/m²).
+    config
+        A :class:`SoilCarbonConfig` (or a mapping of its options); alternatively give the options as
+        keywords.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ...).
+        Options of :class:`SoilCarbonConfig`: ``reference_temperature``, at which the decay rates
+        equal ``k_fast`` and ``k_slow`` (°C, default 15); ``initial_fast`` and ``initial_slow``, the
+        pools at the start of a simulation (gC/m², >= 0, default 300 and 3000); and those of every
+        physics model (``nmul``, ``dynamic``, ``warmup_mode``).
+
+    Raises
+    ------
+    dmg.core.ConfigError
+        For an unknown option or a negative initial pool.
     """
 
     Config = SoilCarbonConfig
@@ -89,33 +101,49 @@ class SoilCarbon(PhysicsModel):
     )
     mass_balance = MassBalance(inputs=("litter",), outputs=("Rh",), storages=("C_fast", "C_slow"))
 
-    def __init__(
-        self,
-        *,
-        reference_temperature: float = 15.0,
-        initial_fast: float = 300.0,
-        initial_slow: float = 3000.0,
-        **options: object,
-    ) -> None:
-        super().__init__(**options)
-        for key, value in (("initial_fast", initial_fast), ("initial_slow", initial_slow)):
-            if value < 0:
-                raise ConfigError(f"SoilCarbon: {key} must be >= 0 gC/m², got {value}")
-        self.reference_temperature = float(reference_temperature)
+    def __init__(self, config: SoilCarbonConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
         fast, slow = type(self).states
-        self.states = (
-            State(fast.name, fast.unit, fast.description, fast.typical_range, float(initial_fast)),
-            State(slow.name, slow.unit, slow.description, slow.typical_range, float(initial_slow)),
+        super().__init__(
+            config, states=(replace(fast, initial=config.initial_fast), replace(slow, initial=config.initial_slow))
         )
 
-    def q10_response(self, temperature: torch.Tensor, q10: torch.Tensor) -> torch.Tensor:
-        """``Q10 ** ((T - T_ref) / 10)`` (-): 1 at the reference temperature."""
-        return torch.pow(q10, (temperature - self.reference_temperature) / 10.0)
+    def q10_response(self, temperature: torch.Tensor, q10: torch.Tensor | float) -> torch.Tensor:
+        """``Q10 ** ((T - T_ref) / 10)`` (-): 1 at the reference temperature ``T_ref`` of the config.
 
-    def step(self, state, forcing_t, params_t):
+        Parameters
+        ----------
+        temperature
+            Soil temperature ``T`` (°C).
+        q10
+            Factor by which decay rates rise per 10 °C warming (-).
+        """
+        return torch.pow(q10, (temperature - self.config.reference_temperature) / 10.0)
+
+    def step(
+        self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
+    ) -> tuple[TensorDict, TensorDict]:
+        """One day of litter input, decomposition, transfer and respiration.
+
+        Parameters
+        ----------
+        state
+            ``C_fast``, ``C_slow`` (gC/m²), ``[unit, nmul]``.
+        forcing_t
+            ``litter`` (gC/m²/day) and ``T`` (°C) of this day, ``[unit, 1]``.
+        params_t
+            ``k_fast``, ``k_slow`` (1/day), ``transfer`` and ``Q10`` (-), ``[unit, nmul]``.
+        processes
+            Fillers of the slot ``"temperature_response"`` (given ``T``).
+
+        Returns
+        -------
+        tuple of dict
+            The new pools (gC/m²) and this day's ``Rh`` (gC/m²/day).
+        """
         fast, slow = state["C_fast"], state["C_slow"]
         temperature = forcing_t["T"]
-        modifier = self.process(
+        modifier = processes.compute(
             "temperature_response", lambda: self.q10_response(temperature, params_t["Q10"]), T=temperature
         )
         decay_fast = -fast * torch.expm1(-params_t["k_fast"] * modifier)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 
 from dmg.core import InputError, PhysicsModel
 from dmg.core.data import Batch
-from dmg.core.physics import SlotFiller
+from dmg.core.signature import SlotFiller
 from dmg.examples.epidemiology import SIR
 from dmg.examples.hydrology import LinearReservoir
 from dmg.examples.light_response import LightResponse
@@ -376,10 +375,8 @@ def _assemble(
         for k, v in forcings.items()
     }
     true_params = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64)[..., None] for k, v in params.items()}
-    with torch.no_grad(), ExitStack() as stack:
-        for slot, filler in (fillers or {}).items():
-            stack.enter_context(model.filling(slot, filler))
-        out = model(f64, true_params, warmup=warmup)
+    with torch.no_grad():
+        out = model(f64, true_params, warmup=warmup, processes=fillers)
     clean = {name: out[name] for name in target_names}
     noisy = {}
     for name, value in clean.items():
