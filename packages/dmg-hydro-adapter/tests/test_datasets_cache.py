@@ -27,9 +27,6 @@ class CountingText(CachedDataset):
         path: str
         scale: float = 1.0
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-
     def source_files(self) -> list[Path]:
         return [Path(self.config.path)]
 

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from dmg.core import Batch, Chain, ConfigError, DeltaModel, InputError, ParameterLearning, registry
-from dmg.core.testing import make_case
+from dmg.core import Batch, Chain, ConfigError, DeltaModel, InputError, ParameterLearning, SpecError, registry
+from dmg.core.config import resolve_component
+from dmg.core.engine import Engine, Recompute
+from dmg.core.testing import check_engine_equivalence, make_case
 from dmg.hydro import HBV, HBV2, GammaRouting, HBV11p
 from dmg.hydro.hbv.parameters import CORE_PARAMETERS
 from dmg.hydro.hbv.testing import EXAMPLE_ATTRIBUTES, realistic_case, seasonal_weather
@@ -53,23 +55,43 @@ def test_from_config_and_registry():
     for key, cls in [("hbv", HBV), ("hbv_1_1p", HBV11p), ("hbv_2", HBV2), ("gamma_routing", GammaRouting)]:
         assert registry.get("dmg.physics", key) is cls
     model = HBV.from_config(HBV.Config(nmul=4, dynamic=["BETA", "BETAET"], warmup_mode="inline", near_zero=1e-6))
-    assert model.nmul == 4 and model.warmup_mode == "inline" and model.near_zero == 1e-6
+    assert model.nmul == 4 and model.warmup_mode == "inline" and model.config.near_zero == 1e-6
     assert "BETAET" in model.parameter_spec
     hbv2 = HBV2.from_config(HBV2.Config(elevation_threshold=False))
-    assert hbv2.warmup_mode == "inline" and not hbv2.elevation_threshold
+    assert hbv2.warmup_mode == "inline" and not hbv2.config.elevation_threshold
     with pytest.raises(pydantic.ValidationError):
         HBV2.Config(warmup_mode="spinup")
     with pytest.raises(pydantic.ValidationError):
         HBV.Config(unknown_option=1)
 
 
+def test_chain_from_a_run_config_section():
+    members = {
+        "runoff": {"name": "hbv", "nmul": 4, "dynamic": ["BETA", "BETAET"], "warmup_mode": "spinup"},
+        "routing": {"name": "gamma_routing"},
+    }
+    cls, config = resolve_component("dmg.physics", {"name": "chain", "members": members}, "model.physics")
+    chain = cls.from_config(config)
+    assert chain.warmup_mode == "spinup" and chain.parameter_spec.n_channels() == 13 * 4 + 2
+    assert isinstance(chain.members["runoff"], HBV) and chain.members["runoff"].config.dynamic == ["BETA", "BETAET"]
+    with pytest.raises(ConfigError, match=r"model\.physics\.warmup_mode': .*inline only, got 'spinup'"):
+        resolve_component("dmg.physics", {"name": "hbv_2", "warmup_mode": "spinup"}, "model.physics")
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.physics\.near_zer'; did you mean .*near_zero'"):
+        resolve_component("dmg.physics", {"name": "hbv", "near_zer": 1e-6}, "model.physics")
+
+
 def test_hbv2_refuses_a_separate_spinup():
-    with pytest.raises(ConfigError, match="inline"):
+    with pytest.raises(ConfigError, match=r"warmup_mode.*inline only, got 'spinup'"):
         HBV2(warmup_mode="spinup")
     model = HBV2()
+    assert model.signature.warmup_modes == ("inline",)
     case = realistic_case(model, n_time=20, n_units=2)
-    with pytest.raises(ConfigError, match="warmup_mode"):
+    with pytest.raises(SpecError, match=r"warmup_mode: HBV2 supports \['inline'\], got 'spinup'"):
         model(case.forcings, case.params, attributes=case.attributes, warmup=5, warmup_mode="spinup")
+    chain = Chain(runoff=model, routing=GammaRouting())
+    params = {**case.params, "route_a": torch.ones(2), "route_b": torch.ones(2)}
+    with pytest.raises(SpecError, match=r"warmup_mode: Chain supports \['inline'\], got 'spinup'"):
+        chain(case.forcings, params, attributes=case.attributes, warmup=5, warmup_mode="spinup")
 
 
 def test_missing_attribute_is_named():
@@ -245,12 +267,22 @@ def test_attributes_fixture_covers_both_lateral_regimes():
     assert bool((area < 2500).any() and (area >= 2500).any())
 
 
-def test_checkpoint_backend_gives_identical_results_and_gradients():
-    eager, checkpointed = HBV11p(nmul=2), HBV11p(nmul=2, backend="checkpoint", backend_options={"chunk_size": 16})
-    case = realistic_case(eager, n_time=50, n_units=3)
+def test_recompute_memory_policy_gives_identical_results_and_gradients():
+    model = HBV11p(nmul=2)
+    case = realistic_case(model, n_time=50, n_units=3)
     fc = case.params["FC"].clone().requires_grad_(True)
-    a = eager(case.forcings, {**case.params, "FC": fc})
-    b = checkpointed(case.forcings, {**case.params, "FC": fc})
+    a = model(case.forcings, {**case.params, "FC": fc})
+    b = model(case.forcings, {**case.params, "FC": fc}, engine=Engine(memory=Recompute(chunk_size=16)))
     (ga,) = torch.autograd.grad(a["Q"].sum(), fc)
     (gb,) = torch.autograd.grad(b["Q"].sum(), fc)
     assert torch.equal(a["Q"], b["Q"]) and torch.allclose(ga, gb, rtol=1e-6, atol=1e-7)
+
+
+def test_hbv_and_routing_chain_under_recompute_equals_the_eager_engine():
+    chain = Chain(runoff=HBV(nmul=2, dynamic=["BETA", "BETAET"]), routing=GammaRouting())
+    assert chain.warmup_mode == "spinup"
+    case = realistic_case(chain.members["runoff"], n_time=60, n_units=3, seed=6)
+    case.params = {**case.params, "route_a": torch.linspace(0.2, 2.5, 3), "route_b": torch.linspace(0.5, 6.0, 3)}
+    check_engine_equivalence(chain, case, Engine(memory=Recompute(chunk_size=16)))
+    case.warmup = 20  # spin-up over 20 steps, then the main pass in chunks of 16
+    check_engine_equivalence(chain, case, Engine(memory=Recompute(chunk_size=16)))

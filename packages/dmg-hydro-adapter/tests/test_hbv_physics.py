@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dmg.core.engine import Engine, Recompute
 from dmg.core.testing import Case, PhysicsModelTestKit, check_gradcheck, check_mass_balance
 from dmg.hydro import HBV, HBV2, HBV11p
 from dmg.hydro.hbv.reference import load_reference
@@ -30,7 +31,9 @@ class _RealisticKit(PhysicsModelTestKit):
         """Float64 finite differences on eight days of one unit (snow, melt and rain)."""
         model = self.make_model()
         check_gradcheck(
-            model, realistic_case(model, n_time=8, n_units=1, seed=3, u_range=(0.2, 0.8), dtype=torch.float64)
+            model,
+            realistic_case(model, n_time=8, n_units=1, seed=3, u_range=(0.2, 0.8), dtype=torch.float64),
+            self.engine,
         )
 
 
@@ -44,6 +47,15 @@ class TestHBVStaticKit(_RealisticKit):
         return HBV(nmul=3)
 
 
+class TestHBVRecomputeKit(_RealisticKit):
+    """Every check under the recompute memory policy, compared with the eager engine."""
+
+    engine = Engine(memory=Recompute(chunk_size=16))
+
+    def make_model(self):
+        return HBV(nmul=2, dynamic=["BETA", "BETAET"])
+
+
 class TestHBV11pKit(_RealisticKit):
     def make_model(self):
         return HBV11p(nmul=3, dynamic=["BETA", "K0", "BETAET"])
@@ -52,6 +64,10 @@ class TestHBV11pKit(_RealisticKit):
 class TestHBV2Kit(_RealisticKit):
     def make_model(self):
         return HBV2(nmul=2, dynamic=["BETA", "K0", "BETAET"])
+
+
+class TestHBV2RecomputeKit(TestHBV2Kit):
+    engine = Engine(memory=Recompute(chunk_size=16))
 
 
 MODELS = {

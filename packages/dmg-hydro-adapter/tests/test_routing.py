@@ -127,7 +127,28 @@ def test_configuration_errors_name_the_key():
         GammaRouting(flows=("Q",), baseflow="Q2")
     with pytest.raises(ConfigError, match="flows"):
         GammaRouting(flows=())
-    assert GammaRouting.from_config(GammaRouting.Config(flows=["Q"], streamflow=None, baseflow=None)).flows == ("Q",)
+    with pytest.raises(ConfigError, match="unrouted_suffix"):
+        GammaRouting(unrouted_suffix="")
+    route = GammaRouting.from_config(GammaRouting.Config(flows=["Q"], streamflow=None, baseflow=None))
+    assert route.config.flows == ["Q"] and route.forcing_names == ("Q",)
+
+
+def test_warmup_modes_inline_alone_and_the_chain_s_in_a_chain():
+    assert GammaRouting().warmup_mode == "inline"
+    assert GammaRouting().signature.warmup_modes == ("inline", "spinup")
+    assert Chain(runoff=HBV(), routing=GammaRouting()).warmup_mode == "spinup"
+    route = GammaRouting()
+    g = torch.Generator().manual_seed(3)
+    flows = {n: torch.rand(40, 2, generator=g) for n in ("Q", "Q0", "Q1", "Q2")}
+    params = {"route_a": torch.tensor([0.5, 1.5]), "route_b": torch.tensor([1.0, 3.0])}
+    whole = route(flows, params)
+    inline = route(flows, params, warmup=10)
+    for name in route.output_names:  # [time, unit] series lose the warm-up steps; BFI covers all 40
+        assert torch.equal(inline[name], whole[name][10:] if whole[name].dim() == 2 else whole[name]), name
+    spun = route(flows, params, warmup=10, warmup_mode="spinup")  # only the last 30 steps are routed
+    rest = route({k: v[10:] for k, v in flows.items()}, params)
+    for name in route.output_names:
+        assert torch.equal(spun[name], rest[name]), name
 
 
 class TestGammaRoutingKit(PhysicsModelTestKit):

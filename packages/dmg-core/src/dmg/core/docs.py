@@ -17,7 +17,7 @@ _GROUP_TITLES = {
     "dmg.datasets": ("Datasets", "data.dataset"),
     "dmg.physics": ("Physics models", "model.physics"),
     "dmg.nn": ("Networks", "model.nn"),
-    "dmg.couplings": ("Couplings", "model.couplings, a list"),
+    "dmg.couplings": ("Couplings, a list", "model.couplings"),
     "dmg.backends": ("Engine backends", "engine.backend"),
     "dmg.losses": ("Losses", "train.loss"),
 }

@@ -40,6 +40,10 @@ from dmg.core import metrics as core
 from dmg.core.errors import ShapeError
 from dmg.core.metrics import MIN_VALID, ArrayLike
 
+HYDROLOGY_METRICS: tuple[str, ...] = ("nse", "kge", "kge_r", "kge_alpha", "kge_beta", "rmse", "bias", "correlation")
+"""Metrics ``dmg evaluate`` reports for the hydrology datasets when a run config lists none
+(their ``default_metrics``): NSE, KGE and its components r, α, β, RMSE, bias and correlation."""
+
 MIN_FLOW = 1e-6
 """Flows are raised to this (target units) before logarithms in ``flv`` and ``fms``."""
 LYNE_HOLLICK_ALPHA = 0.925

@@ -19,14 +19,15 @@ base-flow index; chain it after a runoff model::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from dmg.core import ConfigError, Parameter, PhysicsModel, SpecError, Variable
+from dmg.core import Parameter, SeriesModel, SpecError, Variable
 from dmg.core.components import PhysicsConfig
-from dmg.core.physics import TensorDict, WarmupMode
+from dmg.core.signature import NO_PROCESSES, Processes, TensorDict
 
 UH_LENGTH = 15
 """Length of the published unit hydrograph (days)."""
@@ -91,114 +92,136 @@ def baseflow_index(baseflow: torch.Tensor, streamflow: torch.Tensor) -> torch.Te
 class GammaRoutingConfig(PhysicsConfig):
     """Options of :class:`GammaRouting`."""
 
-    warmup_mode: WarmupMode = Field(
-        "inline", description="Routing has no state: warm-up steps are always routed and then dropped."
-    )
     flows: list[str] = Field(
         default_factory=lambda: ["Q", "Q0", "Q1", "Q2"], description="Names of the flow series to route (mm/day)."
     )
-    streamflow: str | None = Field("Q", description="Total flow among `flows`, denominator of the base-flow index.")
-    baseflow: str | None = Field("Q2", description="Baseflow among `flows`, numerator of the base-flow index.")
+    streamflow: str | None = Field(
+        "Q", validate_default=True, description="Total flow among `flows`, denominator of the base-flow index."
+    )
+    baseflow: str | None = Field(
+        "Q2", validate_default=True, description="Baseflow among `flows`, numerator of the base-flow index."
+    )
     length: int = Field(UH_LENGTH, ge=1, description="Length of the unit hydrograph (days).")
     unrouted_suffix: str = Field("_unrouted", description="Suffix of the outputs repeating the unrouted inputs.")
 
+    @field_validator("dynamic")
+    @classmethod
+    def _static(cls, value: list[str]) -> list[str]:
+        if value:
+            raise ValueError(f"routing parameters are static, got time-varying {value}")
+        return value
 
-class GammaRouting(PhysicsModel):
+    @field_validator("flows")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"give one or more distinct flow names to route, got {value}")
+        return value
+
+    @field_validator("streamflow", "baseflow")
+    @classmethod
+    def _routed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        flows = info.data.get("flows")
+        if value is not None and flows is not None and value not in flows:
+            raise ValueError(f"{value!r} is not among the routed flows {flows}")
+        if (
+            info.field_name == "baseflow"
+            and "streamflow" in info.data
+            and (value is None) != (info.data["streamflow"] is None)
+        ):
+            raise ValueError("set both streamflow and baseflow for the base-flow index, or neither")
+        return value
+
+    @field_validator("unrouted_suffix")
+    @classmethod
+    def _suffix(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty: unrouted outputs would replace the routed ones")
+        return value
+
+
+class GammaRouting(SeriesModel):
     """Gamma unit-hydrograph routing of named flow series, with per-unit parameters.
 
     Forcings are the flow series named in ``flows`` (mm/day, e.g. the outputs of a runoff
     model in a :class:`~dmg.core.Chain`); outputs are the routed series under the same
     names, the unrouted inputs as ``<name>_unrouted`` and, when ``baseflow`` and
-    ``streamflow`` are set, the base-flow index ``BFI`` (%) per unit over the whole
-    simulated window (warm-up steps included).  The parameters ``route_a`` and ``route_b``
-    are shared by a unit's components (one value per unit) and static.
+    ``streamflow`` are set, the base-flow index ``BFI`` (%) per unit over the whole series
+    the model is given (with inline warm-up, warm-up steps included).  The parameters
+    ``route_a`` and ``route_b`` are shared by a unit's components (one value per unit) and
+    static.
 
-    Routing keeps no state between calls, and warm-up steps are always routed, then
-    dropped from the outputs.
+    Routing keeps no state between calls. Alone it warms up ``inline`` by default (warm-up
+    steps are routed, then dropped); in a :class:`~dmg.core.Chain` it follows the chain's
+    mode, which is its first member's.
 
     Parameters
     ----------
-    flows
-        Names of the flow series to route.
-    streamflow, baseflow
-        Names among ``flows`` of total flow and baseflow for the base-flow index
-        (``None``: no ``BFI`` output).
-    length
-        Length of the unit hydrograph (days).
-    unrouted_suffix
-        Suffix of the outputs that repeat the unrouted inputs.
+    config
+        A :class:`GammaRoutingConfig`, or a mapping of its options.
     **options
-        Options of :class:`~dmg.core.PhysicsModel`; ``dynamic`` must stay empty.
+        Options of :class:`GammaRoutingConfig` as keywords: ``flows`` (names of the flow series
+        to route), ``streamflow`` and ``baseflow`` (names among ``flows`` of total flow and
+        baseflow for the base-flow index; ``None``: no ``BFI`` output), ``length`` (days),
+        ``unrouted_suffix``, ``nmul`` and ``warmup_mode``; ``dynamic`` must stay empty.
     """
 
     Config = GammaRoutingConfig
     physical_parameters = (ROUTE_A, ROUTE_B)
+    warmup_modes = ("inline", "spinup")
 
-    def __init__(
-        self,
-        *,
-        flows: Sequence[str] = ("Q", "Q0", "Q1", "Q2"),
-        streamflow: str | None = "Q",
-        baseflow: str | None = "Q2",
-        length: int = UH_LENGTH,
-        unrouted_suffix: str = "_unrouted",
-        warmup_mode: WarmupMode = "inline",
-        **options: object,
-    ) -> None:
-        if options.get("dynamic"):
-            raise ConfigError(f"dynamic: routing parameters are static, got time-varying {list(options['dynamic'])}")
-        super().__init__(warmup_mode=warmup_mode, **options)
-        flows = tuple(flows)
-        if not flows or len(set(flows)) != len(flows):
-            raise ConfigError(f"flows: give one or more distinct flow names to route, got {list(flows)}")
-        for key, name in (("streamflow", streamflow), ("baseflow", baseflow)):
-            if name is not None and name not in flows:
-                raise ConfigError(f"{key}: {name!r} is not among the routed flows {list(flows)}")
-        if (streamflow is None) != (baseflow is None):
-            raise ConfigError("streamflow and baseflow: set both for the base-flow index, or neither")
-        if int(length) < 1:
-            raise ConfigError(f"length: the unit hydrograph needs at least 1 day, got {length}")
-        if not unrouted_suffix:
-            raise ConfigError("unrouted_suffix must not be empty: unrouted outputs would replace the routed ones")
-        self.flows = flows
-        self.streamflow = streamflow
-        self.baseflow = baseflow
-        self.length = int(length)
-        self.unrouted_suffix = unrouted_suffix
-        self.forcings = tuple(Variable(f, "mm/day", f"flow {f} to route", (0.0, 30.0)) for f in flows)
+    def __init__(self, config: GammaRoutingConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
+        flows, suffix = config.flows, config.unrouted_suffix
         routed = tuple(Variable(f, "mm/day", f"flow {f} routed to the outlet", (0.0, 30.0)) for f in flows)
-        unrouted = tuple(
-            Variable(f + unrouted_suffix, "mm/day", f"flow {f} before routing", (0.0, 30.0)) for f in flows
-        )
+        unrouted = tuple(Variable(f + suffix, "mm/day", f"flow {f} before routing", (0.0, 30.0)) for f in flows)
         bfi = (Variable("BFI", "%", "base-flow index over the simulated window", (0.0, 100.0)),)
-        self.outputs = routed + unrouted + (bfi if baseflow is not None else ())
+        super().__init__(
+            config,
+            forcings=tuple(Variable(f, "mm/day", f"flow {f} to route", (0.0, 30.0)) for f in flows),
+            outputs=routed + unrouted + (bfi if config.baseflow is not None else ()),
+        )
 
     def unit_hydrograph(self, params: TensorDict) -> torch.Tensor:
         """Weights ``[unit, length]`` from the physical ``route_a`` and ``route_b`` ``[unit]``."""
-        return gamma_unit_hydrograph(params["route_a"], params["route_b"], self.length)
+        return gamma_unit_hydrograph(params["route_a"], params["route_b"], self.config.length)
 
     def simulate(
         self,
-        forcings,
-        params,
-        attributes,
-        state,
-        *,
-        warmup: int,
-        warmup_mode: WarmupMode,
-        warmup_params: TensorDict | None = None,
-    ) -> tuple[TensorDict, TensorDict, int]:
-        """Route every flow over the whole window; ``warmup`` leading steps are left to drop."""
-        flows = torch.stack([forcings[f] for f in self.flows], dim=-1)
+        forcings: TensorDict,
+        params: TensorDict,
+        attributes: TensorDict,
+        state: TensorDict,
+        processes: Processes = NO_PROCESSES,
+    ) -> tuple[TensorDict, TensorDict]:
+        """Route every flow over the series given; routing keeps no state.
+
+        Parameters
+        ----------
+        forcings
+            The flows named in ``flows`` (mm/day), ``[time, unit]`` each.
+        params
+            ``route_a`` and ``route_b`` (``[unit]``).
+        attributes, state, processes
+            Unused: routing reads no attribute, carries no state and has no process slot.
+
+        Returns
+        -------
+        tuple[dict, dict]
+            Routed flows and ``<name>_unrouted`` (mm/day, ``[time, unit]``), ``BFI`` (%, ``[unit]``)
+            over the whole series, and an empty final state.
+        """
+        config = self.config
+        flows = torch.stack([forcings[f] for f in config.flows], dim=-1)
         weights = self.unit_hydrograph(params)[..., : flows.shape[0]].to(flows)
         routed = convolve(flows, weights)
         outputs: TensorDict = {}
-        for i, f in enumerate(self.flows):
+        for i, f in enumerate(config.flows):
             outputs[f] = routed[..., i]
-            outputs[f + self.unrouted_suffix] = forcings[f]
-        if self.baseflow is not None:
-            outputs["BFI"] = baseflow_index(outputs[self.baseflow], outputs[self.streamflow])
-        return outputs, {}, warmup
+            outputs[f + config.unrouted_suffix] = forcings[f]
+        if config.baseflow is not None:
+            outputs["BFI"] = baseflow_index(outputs[config.baseflow], outputs[config.streamflow])
+        return outputs, {}
 
     def extra_repr(self) -> str:
-        return f"flows={list(self.flows)}, length={self.length}"
+        return f"flows={self.config.flows}, length={self.config.length}"

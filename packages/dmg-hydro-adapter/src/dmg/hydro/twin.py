@@ -19,14 +19,18 @@ The true physical parameters are stored as attributes named ``true_<PARAM>`` (e.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 import numpy as np
 import torch
 from pydantic import Field
 
 from dmg.core import Chain
-from dmg.core.components import ComponentConfig
+from dmg.core.components import Component, ComponentConfig
 from dmg.core.data import ArrayDataset
 from dmg.hydro.hbv import HBV
+from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.pet import hargreaves
 from dmg.hydro.routing import GammaRouting
 
@@ -44,17 +48,24 @@ class HBVTwinConfig(ComponentConfig):
     seed: int = Field(0, ge=0, description="Seed of every draw: the same seed gives bit-identical data.")
 
 
-class HBVTwin:
-    """Synthetic basins whose streamflow comes from δHBV 1.0 with known parameter fields."""
+class HBVTwin(Component):
+    """Synthetic basins whose streamflow comes from δHBV 1.0 with known parameter fields.
 
-    Config = HBVTwinConfig
+    Parameters
+    ----------
+    config
+        An :class:`HBVTwinConfig`, or a mapping of its options.
+    **options
+        Options of :class:`HBVTwinConfig` as keywords: ``n_units``, ``start`` (YYYY-MM-DD),
+        ``years``, ``noise`` (standard deviation of the log-normal streamflow noise) and ``seed``.
+    """
 
-    def __init__(self, config: HBVTwinConfig | None = None, **options: object) -> None:
-        self.config = config or HBVTwinConfig(**options)
+    Config: ClassVar[type[HBVTwinConfig]] = HBVTwinConfig
+    default_metrics: ClassVar[tuple[str, ...]] = HYDROLOGY_METRICS
+    """Metrics ``dmg evaluate`` reports when the run config lists none."""
 
-    @classmethod
-    def from_config(cls, config: HBVTwinConfig) -> HBVTwin:
-        return cls(config)
+    def __init__(self, config: HBVTwinConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        self.config = self.validate_config(config, options)
 
     def load(self) -> ArrayDataset:
         """Generate the dataset (about a second for the defaults)."""

@@ -18,9 +18,14 @@ through the :class:`~dmg.core.PhysicsModel` interface, with dmg names:
 
 hydrodl2 models take raw network output, not physical values: the adapter converts physical
 parameters back to the unit interval (and through the logit for models that apply a sigmoid),
-which costs float32 round-off of order 1e-7 relative.  Warm-up follows hydrodl2: in
-``spinup`` mode the spin-up pass sees the parameters of its last step, which the adapter fills
-from ``warmup_params`` when given.
+which costs float32 round-off of order 1e-7 relative.
+
+Each call runs the hydrodl2 model over exactly the series it is given, from the given state, with
+hydrodl2's own warm-up off: warm-up belongs to the dmg engine, as for every physics model. In
+``spinup`` mode the engine runs a gradient-free call over the warm-up steps (with
+``warmup_params`` when given) and then the main call from the state it reached; in ``inline``
+mode (always for the 2.0 family) one call over all steps, whose warm-up steps the engine drops.
+The state is handed to hydrodl2 without its gradient (hydrodl2 detaches loaded states).
 """
 
 from __future__ import annotations
@@ -32,9 +37,9 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from dmg.core import ConfigError, InputError, Parameter, PhysicsModel, State, Variable
+from dmg.core import InputError, Parameter, SeriesModel, State, Variable
 from dmg.core.components import PhysicsConfig
-from dmg.core.physics import TensorDict, WarmupMode
+from dmg.core.signature import NO_PROCESSES, Processes, TensorDict, WarmupMode
 from dmg.hydro.hbv.models import HBV2
 from dmg.hydro.hbv.reference import (
     PUBLISHED_ATTRIBUTES,
@@ -56,6 +61,11 @@ SPLIT_INPUT_MODELS = ("Hbv_2",)
 
 _UNIT_EPS = 1e-6
 """Unit-interval values are kept in ``[eps, 1 - eps]`` before the logit."""
+
+INLINE_ONLY: tuple[WarmupMode, ...] = ("inline",)
+"""Warm-up modes of the 2.0 family (split inputs): inline only, as published."""
+SPINUP_OR_INLINE: tuple[WarmupMode, ...] = ("spinup", "inline")
+"""Warm-up modes of the other models, the published default first."""
 
 _KNOWN_VARIABLES: dict[str, Variable] = {
     v.name: v for v in (*HBV2.forcings, *HBV2.attributes, *HBV2.outputs, *GammaRouting().outputs)
@@ -83,153 +93,149 @@ class Hydrodl2Config(PhysicsConfig):
 
     model: str = Field("Hbv", description="hydrodl2 model class, e.g. 'Hbv', 'Hbv_1_1p', 'Hbv_2'.")
     warmup_mode: Literal["spinup", "inline"] | None = Field(
-        None, description="Warm-up mode; default 'inline' for the 2.0 family, else 'spinup'."
+        None, description="Warm-up mode; default 'spinup', and 'inline' (the only mode) for the 2.0 family."
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Further entries of the hydrodl2 model config (e.g. 'elev_threshold')."
     )
 
 
-class Hydrodl2Model(PhysicsModel):
+def _build(model_class: type, config: Hydrodl2Config, device: torch.device) -> Any:
+    """A fresh hydrodl2 model for one call: its warm-up off, states loaded from the caller, routing on."""
+    options = dict(config.options)
+    options.update(
+        nmul=config.nmul,
+        warmup=0,
+        warmup_states=False,
+        routing=True,
+        dy_drop=0.0,
+        cache_states=True,
+        dynamic_params={model_class.__name__: [f"par{n}" for n in config.dynamic]},
+    )
+    options.setdefault("variables", ["prcp", "tmean", "pet"])
+    return model_class(options, device=device)
+
+
+class Hydrodl2Model(SeriesModel):
     """One hydrodl2 model behind the :class:`~dmg.core.PhysicsModel` interface.
 
     Parameters
     ----------
-    model
-        Name of the hydrodl2 model class (``hydrodl2.load_model`` resolves it).
-    options
-        Further entries of the hydrodl2 model config; ``nmul``, ``dynamic_params``,
-        ``warmup``, ``warmup_states`` and ``routing`` are set by the adapter.
-    **physics_options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ``warmup_mode``);
-        ``dynamic`` names use dmg spelling (``"BETA"``, not ``"parBETA"``).
+    config
+        A :class:`Hydrodl2Config`, or a mapping of its options.
+    **options
+        Options of :class:`Hydrodl2Config` as keywords: ``model`` (name of the hydrodl2 model
+        class, resolved by ``hydrodl2.load_model``), ``options`` (further entries of the hydrodl2
+        model config; ``nmul``, ``dynamic_params``, ``warmup``, ``warmup_states``, ``routing`` and
+        ``cache_states`` are set by the adapter), ``nmul``, ``dynamic`` (dmg spelling:
+        ``"BETA"``, not ``"parBETA"``) and ``warmup_mode``.
+
+    Raises
+    ------
+    ImportError
+        If hydrodl2 is not installed (the message says how to install it).
     """
 
     Config = Hydrodl2Config
 
-    def __init__(self, *, model: str = "Hbv", options: Mapping[str, Any] | None = None, **physics_options: Any) -> None:
+    def __init__(self, config: Hydrodl2Config | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
         hydrodl2 = import_hydrodl2()
-        self.model_name = model
-        self.model_class = hydrodl2.load_model(model)
-        self.options = dict(options or {})
-        nmul = int(physics_options.get("nmul", 1))
-        dynamic = tuple(physics_options.get("dynamic", ()))
-        probe = self._build(nmul, dynamic, warmup=0, spinup=False, device=torch.device("cpu"))
-        self.split_inputs = type(probe).__name__.startswith(SPLIT_INPUT_MODELS)
-        bounds = list(probe.parameter_bounds.items())
-        routing = list(probe.routing_parameter_bounds.items())
-        self._declared = [Parameter(parameter_name(n), float(lo), float(hi)) for n, (lo, hi) in bounds] + [
-            Parameter(n, float(lo), float(hi), per_component=False) for n, (lo, hi) in routing
-        ]
-        self._forcing_order = tuple(probe.variables)
+        model_class = hydrodl2.load_model(config.model)
+        probe = _build(model_class, config, torch.device("cpu"))
+        split_inputs = type(probe).__name__.startswith(SPLIT_INPUT_MODELS)
+        parameters = tuple(
+            Parameter(parameter_name(n), float(lo), float(hi)) for n, (lo, hi) in probe.parameter_bounds.items()
+        ) + tuple(
+            Parameter(n, float(lo), float(hi), per_component=False)
+            for n, (lo, hi) in probe.routing_parameter_bounds.items()
+        )
         names = [FORCING_NAMES.get(v, v) for v in probe.variables]
-        self.forcings = tuple(_declare(n, f"forcing {v!r}") for n, v in zip(names, probe.variables))
-        if self.split_inputs:
-            self.attributes = tuple(_declare(n, f"attribute {k!r}") for k, n in ATTRIBUTE_NAMES.items())
+        attributes = tuple(_declare(n, f"attribute {k!r}") for k, n in ATTRIBUTE_NAMES.items()) if split_inputs else ()
+        initial = float(probe.initial_state_value)
+        super().__init__(
+            config,
+            forcings=tuple(_declare(n, f"forcing {v!r}") for n, v in zip(names, probe.variables)),
+            attributes=attributes,
+            parameters=parameters,
+            states=tuple(
+                State(STATE_NAMES.get(s, s), "mm", f"hydrodl2 state {s!r}", initial=initial) for s in probe.state_names
+            ),
+            outputs=tuple(_declare(OUTPUT_NAMES.get(f, f), f"flux {f!r}") for f in probe.flux_names),
+            warmup_modes=INLINE_ONLY if split_inputs else SPINUP_OR_INLINE,
+        )
+        self.model_class = model_class
+        self.split_inputs = split_inputs
+        self._forcing_order = tuple(probe.variables)
         self._state_order = tuple(probe.state_names)
-        self.states = tuple(
-            State(STATE_NAMES.get(s, s), "mm", f"hydrodl2 state {s!r}", initial=float(probe.initial_state_value))
-            for s in probe.state_names
-        )
-        self.outputs = tuple(_declare(OUTPUT_NAMES.get(f, f), f"flux {f!r}") for f in probe.flux_names)
-        if physics_options.get("warmup_mode") is None:
-            physics_options["warmup_mode"] = "inline" if self.split_inputs else "spinup"
-        if self.split_inputs and physics_options["warmup_mode"] != "inline":
-            raise ConfigError(
-                f"warmup_mode: {model} runs its warm-up inline only, got {physics_options['warmup_mode']!r}"
-            )
-        super().__init__(**physics_options)
-
-    def declare_parameters(self, dynamic: tuple[str, ...]) -> tuple[Parameter, ...]:
-        """The wrapped model's parameters (``par`` prefix removed), then ``route_a``, ``route_b``."""
-        return tuple(self._declared)
-
-    def _build(
-        self,
-        nmul: int,
-        dynamic: tuple[str, ...],
-        *,
-        warmup: int,
-        spinup: bool,
-        device: torch.device,
-        cache_states: bool = False,
-    ) -> Any:
-        config = dict(self.options)
-        config.update(
-            nmul=nmul,
-            warmup=warmup,
-            warmup_states=spinup,
-            routing=True,
-            dy_drop=0.0,
-            cache_states=cache_states,
-            dynamic_params={self.model_class.__name__: [f"par{n}" for n in dynamic]},
-        )
-        config.setdefault("variables", ["prcp", "tmean", "pet"])
-        return self.model_class(config, device=device)
 
     # ------------------------------------------------------------------ run
     def simulate(
         self,
-        forcings,
-        params,
-        attributes,
-        state,
-        *,
-        warmup: int,
-        warmup_mode: WarmupMode,
-        warmup_params: TensorDict | None = None,
-    ) -> tuple[TensorDict, TensorDict, int]:
-        """Run the hydrodl2 model; it drops the warm-up steps itself."""
-        if self.split_inputs and warmup and warmup_mode != "inline":
-            raise ConfigError(f"warmup_mode: {self.model_name} runs its warm-up inline only, got {warmup_mode!r}")
+        forcings: TensorDict,
+        params: TensorDict,
+        attributes: TensorDict,
+        state: TensorDict,
+        processes: Processes = NO_PROCESSES,
+    ) -> tuple[TensorDict, TensorDict]:
+        """Run the hydrodl2 model over the whole series given, from ``state``.
+
+        Parameters
+        ----------
+        forcings
+            ``P`` (mm/day), ``T`` (°C), ``PET`` (mm/day), ``[time, unit]`` float32.
+        params
+            Physical parameters in dmg names and shapes.
+        attributes
+            ``upstream_area`` (km²) and ``elevation`` (m), ``[unit]``, for the 2.0 family.
+        state
+            Stores (mm) ``[unit, nmul]`` at the start of the series: the declared initial values
+            (those hydrodl2 starts from) unless carried over from a previous call.
+        processes
+            Unused: the adapter declares no process slot.
+
+        Returns
+        -------
+        tuple[dict, dict]
+            Outputs in dmg names (``[time, unit]`` series, ``BFI`` ``[unit]``) and the final stores.
+        """
         first = next(iter(forcings.values()))
         if first.dtype != torch.float32:
-            raise InputError(f"{self.model_name} (hydrodl2) computes in float32; got forcings of dtype {first.dtype}")
+            raise InputError(f"{self.config.model} (hydrodl2) computes in float32; got forcings of dtype {first.dtype}")
         n_time, n_units = first.shape
-        spec = self.parameter_spec
-        model = self._build(
-            spec.nmul,
-            tuple(n for n in spec.names if n in spec.dynamic),
-            warmup=warmup,
-            spinup=warmup_mode == "spinup",
-            device=first.device,
-            cache_states=state is not None,
-        )
-        if state is not None:
-            model.load_states(tuple(state[STATE_NAMES.get(s, s)] for s in self._state_order))
+        model = _build(self.model_class, self.config, first.device)
+        # hydrodl2 starts from loaded states when it caches them; its own initial stores equal the
+        # declared initial values, so loading the given state is the same for a fresh start
+        model.load_states(tuple(state[STATE_NAMES.get(s, s)] for s in self._state_order))
         x_dict = {"x_phy": torch.stack([forcings[FORCING_NAMES.get(v, v)] for v in self._forcing_order], dim=-1)}
         if self.split_inputs:
             x_dict.update({k: attributes[v] for k, v in ATTRIBUTE_NAMES.items()})
             raw: Any = self._split_raw(params, n_time, n_units)
         else:
-            spin = warmup_params if (warmup and warmup_mode == "spinup" and warmup_params is not None) else None
-            raw = self._series_raw(params, spin, warmup, n_time)
+            raw = self._series_raw(params, n_time)
         fluxes = model(x_dict, raw)
         outputs = {OUTPUT_NAMES.get(k, k): v.squeeze(-1) if v.dim() == 3 else v for k, v in fluxes.items()}
-        final = model.get_states()
         final_state = {
             STATE_NAMES.get(name, name): (value[-1] if value.dim() == 3 else value)
-            for name, value in zip(self._state_order, final)
+            for name, value in zip(self._state_order, model.get_states())
         }
-        return outputs, final_state, 0
+        return outputs, final_state
 
     def _unit(self, name: str, value: torch.Tensor) -> torch.Tensor:
         return self.parameter_spec[name].unscale(value)
 
-    def _series_raw(self, params: TensorDict, spin: TensorDict | None, warmup: int, n_time: int) -> torch.Tensor:
+    def _series_raw(self, params: TensorDict, n_time: int) -> torch.Tensor:
         """``[time, unit, n_params * nmul + n_routing]`` logits in the published channel layout."""
         spec = self.parameter_spec
         columns = []
         for p in spec:
             series = self._as_series(p, params[p.name], n_time)
-            if spin is not None:
-                series = torch.cat([self._as_series(p, spin[p.name], n_time)[:warmup], series[warmup:]])
             columns.append(series if p.per_component else series.unsqueeze(-1))
         u = torch.cat([self._unit(p.name, c) for p, c in zip(spec, columns)], dim=-1)
         return torch.logit(u.clamp(_UNIT_EPS, 1.0 - _UNIT_EPS))
 
     def _as_series(self, p: Parameter, value: torch.Tensor, n_time: int) -> torch.Tensor:
-        if self.is_series(p, value):
+        if self.parameter_spec.is_series(p.name, value):
             return value
         return value.expand(n_time, *value.shape)
 
@@ -244,3 +250,6 @@ class Hydrodl2Model(PhysicsModel):
         like = static[0]
         dynamic_raw = torch.cat(dynamic, dim=-1) if dynamic else like.new_zeros(n_time, n_units, 0)
         return dynamic_raw, torch.cat(static, dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"model={self.config.model!r}, {super().extra_repr()}"

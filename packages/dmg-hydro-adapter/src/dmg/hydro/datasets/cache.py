@@ -15,7 +15,8 @@ not deleted: remove the cache folder to reclaim the space.
 
 A dataset component gains the cache by subclassing :class:`CachedDataset`, giving its
 ``Config`` the options of :class:`CacheOptions`, and implementing ``source_files()`` and
-``build()``.
+``build()``. Like every dmg component it takes its options only through its ``Config``:
+``Dataset(config)``, ``Dataset(**options)`` or ``Dataset.from_config(config)``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import json
 import os
 import warnings
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, model_validator
 
-from dmg.core.components import ComponentConfig
+from dmg.core.components import Component, ComponentConfig
 from dmg.core.data import ArrayDataset
 from dmg.core.data.dataset import FORMAT_VERSION
 from dmg.core.errors import InputError
@@ -83,13 +84,20 @@ def cache_key(component: str, config: BaseModel, sources: Iterable[Path]) -> str
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class CachedDataset:
+class CachedDataset(Component):
     """Base of dataset components whose :meth:`load` is served from the cache when possible.
 
-    Subclasses set :attr:`cache_name` and ``config`` (a ``Config`` with the fields of
-    :class:`CacheOptions`), and implement :meth:`source_files` (cheap: it runs on every load)
-    and :meth:`build` (the parsing). Bump :attr:`cache_version` whenever ``build`` changes
-    what it makes from the same files.
+    Subclasses set :attr:`cache_name` and ``Config`` (with the fields of :class:`CacheOptions`),
+    and implement :meth:`source_files` (cheap: it runs on every load) and :meth:`build` (the
+    parsing). Bump :attr:`cache_version` whenever ``build`` changes what it makes from the same
+    files.
+
+    Parameters
+    ----------
+    config
+        The component's ``Config``, or a mapping of its options.
+    **options
+        Options of the ``Config`` as keywords (merged over ``config``).
     """
 
     cache_name: ClassVar[str] = "dataset"
@@ -100,15 +108,8 @@ class CachedDataset:
     config: CacheOptions
     Config: ClassVar[type[CacheOptions]] = CacheOptions
 
-    def __init__(self, config: CacheOptions) -> None:
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config: CacheOptions | dict[str, Any], **context: Any) -> CachedDataset:
-        """Build from a ``Config`` or a dict of its options."""
-        if not isinstance(config, cls.Config):
-            config = cls.Config.model_validate(config if isinstance(config, dict) else config.model_dump())
-        return cls(config)
+    def __init__(self, config: CacheOptions | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        self.config = self.validate_config(config, options)
 
     def source_files(self) -> list[Path]:
         """Every file :meth:`build` reads; raises a clear error when one is missing."""

@@ -72,6 +72,7 @@ from dmg.core.data import ArrayDataset
 from dmg.core.errors import InputError
 from dmg.hydro.datasets._tables import AttributeTable, read_table, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
+from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.pet import hargreaves, priestley_taylor
 
 CUBIC_METRES_PER_CUBIC_FOOT = 0.028316846592
@@ -261,6 +262,8 @@ class CamelsUS(FolderDataset):
     """
 
     cache_name: ClassVar[str] = "camels_us"
+    default_metrics: ClassVar[tuple[str, ...]] = HYDROLOGY_METRICS
+    """Metrics ``dmg evaluate`` reports when the run config lists none."""
     cache_version: ClassVar[int] = 1
 
     class Config(FolderDatasetOptions):

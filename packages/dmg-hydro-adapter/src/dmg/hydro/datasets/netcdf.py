@@ -34,6 +34,7 @@ from dmg.core.data import ArrayDataset
 from dmg.core.errors import DmgError, InputError
 from dmg.hydro.datasets._tables import read_table, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
+from dmg.hydro.metrics import HYDROLOGY_METRICS
 
 INSTALL_HINT = "pip install 'dmg-hydro-adapter[netcdf]'"
 
@@ -97,6 +98,8 @@ class PerUnitNetCDF(FolderDataset):
     """
 
     cache_name: ClassVar[str] = "netcdf_units"
+    default_metrics: ClassVar[tuple[str, ...]] = HYDROLOGY_METRICS
+    """Metrics ``dmg evaluate`` reports when the run config lists none."""
     cache_version: ClassVar[int] = 1
 
     class Config(FolderDatasetOptions):

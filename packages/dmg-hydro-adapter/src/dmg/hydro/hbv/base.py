@@ -10,16 +10,15 @@ equations are written out in ``docs/hydrology/hbv.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
-from dmg.core import MassBalance, PhysicsModel, Variable
+from dmg.core import MassBalance, Processes, StepModel, Variable
 from dmg.core.components import PhysicsConfig
+from dmg.core.physics import TensorDict
 from dmg.hydro.hbv.parameters import DIAGNOSTIC_OUTPUTS, FLOW_OUTPUTS, FORCINGS, STATES
-
-TensorDict = dict[str, torch.Tensor]
 
 NEAR_ZERO = 1e-5
 """Floor (mm) of soil moisture and lower-zone storage after withdrawals, as published."""
@@ -37,18 +36,21 @@ class HBVConfig(PhysicsConfig):
     )
 
 
-class HBVBase(PhysicsModel):
+class HBVBase(StepModel):
     """Common declarations and the daily step of the HBV family.
 
     Subclasses choose the parameters and switch on capillary rise (δHBV 1.1p, 2.0) and the
-    lateral exchange of the lower zone (δHBV 2.0).
+    lateral exchange of the lower zone (δHBV 2.0). The engine runs the step over time and
+    owns warm-up (:mod:`dmg.core.engine`).
 
     Parameters
     ----------
-    near_zero
-        Floor of soil moisture and lower-zone storage after withdrawals (mm).
+    config
+        The model's ``Config`` (:class:`HBVConfig` or a subclass), or a mapping of its options.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ``warmup_mode``, ...).
+        Options of the ``Config`` as keywords: ``near_zero`` (mm) and those of every physics
+        model (``nmul``, ``dynamic``, ``warmup_mode``); for subclasses also the declarations
+        of :class:`~dmg.core.PhysicsModel` (e.g. ``parameters=``).
     """
 
     Config: ClassVar[type[PhysicsConfig]] = HBVConfig
@@ -63,19 +65,37 @@ class HBVBase(PhysicsModel):
     lateral_exchange: ClassVar[bool] = False
     """Whether the lower zone exchanges water laterally (parameters ``RT``, ``AC``)."""
 
-    def __init__(self, *, near_zero: float = NEAR_ZERO, **options: object) -> None:
-        super().__init__(**options)
-        self.near_zero = float(near_zero)
+    def __init__(self, config: HBVConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        super().__init__(config, **options)
         self._et_exponent = "BETAET" in self.parameter_spec
 
     def threshold_temperature(self, params_t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Temperature threshold of snowfall and melt (°C), ``[unit, nmul]``: the parameter ``TT``."""
         return params_t["TT"]
 
-    def step(self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict) -> tuple[TensorDict, TensorDict]:
-        """Advance every store by one day; see the module docstring for the order of processes."""
+    def step(
+        self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
+    ) -> tuple[TensorDict, TensorDict]:
+        """Advance every store by one day; see the module docstring for the order of processes.
+
+        Parameters
+        ----------
+        state
+            Stores ``SP``, ``MW``, ``SM``, ``SUZ``, ``SLZ`` (mm), ``[unit, nmul]``.
+        forcing_t
+            ``P`` (mm/day), ``T`` (°C) and ``PET`` (mm/day) of the day, ``[unit, 1]``.
+        params_t
+            Parameters of the day (``[unit, nmul]``) and attributes (``[unit, 1]``).
+        processes
+            Fillers of process slots; the HBV step declares none.
+
+        Returns
+        -------
+        tuple[dict, dict]
+            The stores after the day (mm) and the day's fluxes (mm/day; ``SWE`` in mm).
+        """
         p = params_t
-        nz = self.near_zero
+        nz = self.config.near_zero
         P, T, PET = forcing_t["P"], forcing_t["T"], forcing_t["PET"]
         SP, MW, SM, SUZ, SLZ = state["SP"], state["MW"], state["SM"], state["SUZ"], state["SLZ"]
         FC = p["FC"]

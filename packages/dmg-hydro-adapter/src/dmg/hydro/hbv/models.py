@@ -19,13 +19,13 @@ None of them routes its runoff: compose with :class:`dmg.hydro.routing.GammaRout
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from dmg.core import ConfigError, MassBalance, Parameter, Variable
-from dmg.core.physics import TensorDict, WarmupMode
+from dmg.core import MassBalance, Variable
+from dmg.core.signature import WarmupMode
 from dmg.hydro.hbv.base import HBVBase, HBVConfig
 from dmg.hydro.hbv.parameters import (
     AC,
@@ -60,17 +60,20 @@ class HBV(HBVBase):
 
     Parameters
     ----------
-    near_zero
-        Floor of soil moisture and lower-zone storage after withdrawals (mm).
+    config
+        An :class:`~dmg.hydro.hbv.HBVConfig`, or a mapping of its options.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ``warmup_mode``, ...).
+        Options of :class:`~dmg.hydro.hbv.HBVConfig` as keywords: ``near_zero`` (mm), ``nmul``,
+        ``dynamic``, ``warmup_mode`` (``spinup`` by default, or ``inline``).
     """
 
     Config = HBVConfig
+    physical_parameters = CORE_PARAMETERS
 
-    def declare_parameters(self, dynamic: tuple[str, ...]) -> tuple[Parameter, ...]:
-        """The twelve core parameters, plus ``BETAET`` when it is time-varying."""
-        return CORE_PARAMETERS + ((BETAET,) if "BETAET" in dynamic else ())
+    def __init__(self, config: HBVConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        config = self.validate_config(config, options)
+        evapotranspiration = (BETAET,) if "BETAET" in config.dynamic else ()
+        super().__init__(config, parameters=CORE_PARAMETERS + evapotranspiration)
 
 
 class HBV11p(HBVBase):
@@ -83,10 +86,11 @@ class HBV11p(HBVBase):
 
     Parameters
     ----------
-    near_zero
-        Floor of soil moisture and lower-zone storage after withdrawals (mm).
+    config
+        An :class:`~dmg.hydro.hbv.HBVConfig`, or a mapping of its options.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ``warmup_mode``, ...).
+        Options of :class:`~dmg.hydro.hbv.HBVConfig` as keywords: ``near_zero`` (mm), ``nmul``,
+        ``dynamic``, ``warmup_mode`` (``spinup`` by default, or ``inline``).
     """
 
     Config = HBVConfig
@@ -99,13 +103,25 @@ class HBV2Config(HBVConfig):
     """Options of :class:`HBV2`."""
 
     warmup_mode: Literal["inline"] = Field(
-        "inline", description="δHBV 2.0 runs warm-up steps inline (one pass, warm-up outputs dropped)."
+        "inline", description="δHBV 2.0 runs warm-up steps inline only (one pass, warm-up outputs dropped)."
     )
     elevation_threshold: bool = Field(
         True, description="Use a fixed snow threshold for high units instead of the parameter TT."
     )
     threshold_elevation: float = Field(2000.0, description="Elevation (m) from which a unit counts as high.")
     high_elevation_tt: float = Field(4.0, description="Snow threshold (°C) of high units.")
+
+    @field_validator("warmup_mode", mode="before")
+    @classmethod
+    def _inline_only(cls, value: WarmupMode | None) -> str:
+        if value is None:
+            return "inline"
+        if value != "inline":
+            raise ValueError(
+                f"δHBV 2.0 (HBV2) runs its warm-up inline only, got {value!r}; "
+                "use 'inline' or a 1.x variant for a separate spin-up pass"
+            )
+        return value
 
 
 class HBV2(HBVBase):
@@ -126,23 +142,21 @@ class HBV2(HBVBase):
     The published networks give dynamic parameters already in ``[0, 1]`` and static ones
     (plus the routing channels) separately: couple with
     ``ParameterLearning(transform="identity")`` and a network returning ``(dynamic, static)``.
-    Warm-up always runs inline.
+    Warm-up always runs inline (``warmup_modes = ("inline",)``): the engine refuses ``spinup``.
 
     Parameters
     ----------
-    elevation_threshold
-        Use ``high_elevation_tt`` as snow threshold for units at or above ``threshold_elevation``.
-    threshold_elevation
-        Elevation (m) from which a unit counts as high.
-    high_elevation_tt
-        Snow threshold of high units (°C).
-    near_zero
-        Floor of soil moisture and lower-zone storage after withdrawals (mm).
+    config
+        An :class:`HBV2Config`, or a mapping of its options.
     **options
-        Options of :class:`~dmg.core.PhysicsModel` (``nmul``, ``dynamic``, ...).
+        Options of :class:`HBV2Config` as keywords: ``elevation_threshold`` (use
+        ``high_elevation_tt`` as snow threshold for units at or above ``threshold_elevation``),
+        ``threshold_elevation`` (m), ``high_elevation_tt`` (°C), ``near_zero`` (mm), ``nmul``,
+        ``dynamic``.
     """
 
     Config = HBV2Config
+    warmup_modes = ("inline",)
     attributes = (UPSTREAM_AREA, ELEVATION)
     physical_parameters = (*CORE_PARAMETERS, BETAET, C, RT, AC)
     outputs: ClassVar[tuple[Variable, ...]] = FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS + (CAPILLARY_OUTPUT, LATERAL_OUTPUT)
@@ -150,30 +164,13 @@ class HBV2(HBVBase):
     capillary_rise = True
     lateral_exchange = True
 
-    def __init__(
-        self,
-        *,
-        elevation_threshold: bool = True,
-        threshold_elevation: float = 2000.0,
-        high_elevation_tt: float = 4.0,
-        warmup_mode: WarmupMode = "inline",
-        **options: object,
-    ) -> None:
-        if warmup_mode != "inline":
-            raise ConfigError(
-                f"warmup_mode: δHBV 2.0 (HBV2) runs its warm-up inline only, got {warmup_mode!r}; "
-                "use 'inline' or a 1.x variant for a separate spin-up pass"
-            )
-        super().__init__(warmup_mode="inline", **options)
-        self.elevation_threshold = bool(elevation_threshold)
-        self.threshold_elevation = float(threshold_elevation)
-        self.high_elevation_tt = float(high_elevation_tt)
-
     def threshold_temperature(self, params_t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``TT``, or ``high_elevation_tt`` for units at or above ``threshold_elevation``."""
-        if not self.elevation_threshold:
+        config = self.config
+        if not config.elevation_threshold:
             return params_t["TT"]
-        return torch.where(params_t["elevation"] >= self.threshold_elevation, self.high_elevation_tt, params_t["TT"])
+        high = params_t["elevation"] >= config.threshold_elevation
+        return torch.where(high, config.high_elevation_tt, params_t["TT"])
 
     def lateral_inflow(self, params_t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Lateral exchange ``LF`` of the lower zone before the floor (mm/day, positive: gain)."""
@@ -181,22 +178,3 @@ class HBV2(HBVBase):
         small = ((area - params_t["AC"]) / LATERAL_AREA_SCALE).clamp(-1.0, 1.0)
         large = torch.exp((-(area - LARGE_BASIN_AREA) / LATERAL_DECAY_AREA).clamp(-10.0, 0.0))
         return params_t["RT"] * torch.where(area < LARGE_BASIN_AREA, small, large)
-
-    def simulate(
-        self,
-        forcings,
-        params,
-        attributes,
-        state,
-        *,
-        warmup: int,
-        warmup_mode: WarmupMode,
-        warmup_params: TensorDict | None = None,
-    ) -> tuple[TensorDict, TensorDict, int]:
-        """As :meth:`PhysicsModel.simulate`, always with inline warm-up."""
-        if warmup and warmup_mode != "inline":
-            raise ConfigError(
-                f"warmup_mode: δHBV 2.0 (HBV2) runs its warm-up inline only, got {warmup_mode!r} "
-                f"for {warmup} warm-up steps"
-            )
-        return super().simulate(forcings, params, attributes, state, warmup=warmup, warmup_mode="inline")
