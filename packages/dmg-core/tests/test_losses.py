@@ -9,7 +9,7 @@ import pydantic
 import pytest
 import torch
 
-from dmg.core import metrics, registry
+from dmg.core import ConfigError, metrics, registry
 from dmg.core.losses import KGELoss, MSELoss, NSELoss, RMSELoss
 
 LOSSES = [MSELoss, RMSELoss, NSELoss, KGELoss]
@@ -104,6 +104,8 @@ def test_config_and_registry():
         NSELoss.Config(epsilon=0.1)
     with pytest.raises(pydantic.ValidationError):
         NSELoss.Config(eps=-1.0)
+    with pytest.raises(ConfigError, match=r"unknown key 'epsilon'; did you mean 'eps'"):
+        NSELoss(epsilon=0.1)
     for name, cls in {"mse": MSELoss, "rmse": RMSELoss, "nse": NSELoss, "kge": KGELoss}.items():
         assert registry.get("dmg.losses", name) is cls
 

@@ -18,7 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from dmg.core.components import ComponentConfig
+from dmg.core.components import Component, ComponentConfig
 from dmg.core.errors import ShapeError
 
 
@@ -50,30 +50,19 @@ def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, x, 1.0)), 0.0)
 
 
-class Loss(nn.Module):
-    """Base class of losses: ``Config``/``from_config`` plumbing; subclasses set ``Config`` and ``forward``."""
+class Loss(Component, nn.Module):
+    """Base class of losses, on the component convention (:mod:`dmg.core.components`).
+
+    Subclasses set ``Config`` and implement ``forward(prediction, target, mask=None)``; options are
+    read from ``self.config``.
+    """
 
     class Config(ComponentConfig):
         """Options of a loss."""
 
-    def __init__(self, config: ComponentConfig | None = None, **options: Any) -> None:
-        super().__init__()
-        if config is not None and options:
-            raise TypeError("give either a Config or keyword options, not both")
-        self.config = self._validate(config if config is not None else options)
-
-    @classmethod
-    def _validate(cls, config: ComponentConfig | dict[str, Any]) -> ComponentConfig:
-        if isinstance(config, cls.Config):
-            return config
-        if isinstance(config, ComponentConfig):
-            config = config.model_dump()
-        return cls.Config.model_validate(config)
-
-    @classmethod
-    def from_config(cls, config: ComponentConfig | dict[str, Any] | None = None, **context: Any) -> Loss:
-        """Build from a ``Config`` (or a dict of its fields); ``context`` is accepted and unused."""
-        return cls(cls._validate(config if config is not None else {}))
+    def __init__(self, config: Any = None, /, **options: Any) -> None:
+        nn.Module.__init__(self)
+        self.config = self.validate_config(config, options)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.model_dump().items())
