@@ -98,7 +98,7 @@ class Smoother(SeriesModel):
         super().__init__(**options)
         self.calls = []
 
-    def simulate(self, forcings, params, attributes, state, processes):
+    def simulate(self, forcings, params, attributes, state, processes, save):
         self.calls.append(forcings["x"].shape[0])
         a = params["a"]
         y = state["y_last"][:, 0]

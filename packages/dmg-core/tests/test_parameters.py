@@ -127,3 +127,43 @@ def test_from_raw_reads_dynamic_channels_in_place_for_both_layouts():
         out = s.from_raw(raw)
         assert torch.equal(out["b"], full["b"]) and torch.equal(out["route"], full["route"])
         assert torch.equal(out["a"], full["a"][-1]) and torch.equal(out["c"], full["c"][-1])
+
+
+@pytest.mark.parametrize("layout", ["parameter_major", "component_major"])
+@pytest.mark.parametrize("transform", ["sigmoid", "identity", "clamp"])
+def test_raw_to_physical_gradients_match_finite_differences(layout, transform):
+    spec = ParameterSpec(
+        (
+            Parameter("a", 0.0, 10.0),
+            Parameter("b", -1.0, 1.0),
+            Parameter("c", 0.5, 5.0, per_component=False),
+            Parameter("d", 1.0, 2.0, per_component=False),
+        ),
+        dynamic=frozenset({"b", "d"}),
+        nmul=3,
+        layout=layout,
+    )
+    g = torch.Generator().manual_seed(0)
+    raw = torch.rand(5, 2, spec.n_channels(), generator=g, dtype=torch.float64) * 0.8 + 0.1  # away from clamp's kinks
+    raw.requires_grad_(True)
+
+    def every(mapping):
+        return tuple(mapping[n] for n in spec.names)
+
+    for static_step, hold in ((-1, False), (2, False), (2, True)):
+        assert torch.autograd.gradcheck(
+            lambda r: every(spec.from_raw(r, transform=transform, static_step=static_step, hold_dynamic=hold)), (raw,)
+        )
+    static_raw = raw[0, :, : spec.n_static_channels].detach().clone().requires_grad_(True)
+    dynamic_raw = raw[:, :, : spec.n_dynamic_channels].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda s, d: every(spec.from_split(s, d, transform=transform)), (static_raw, dynamic_raw)
+    )
+    # one output's gradient reaches exactly its own channels, at the steps that are read
+    out = spec.from_raw(raw, transform=transform, static_step=2)
+    (grad,) = torch.autograd.grad(out["a"].sum(), raw)
+    channels = spec.channel_index([spec["a"]])
+    assert bool(grad[2][:, channels].ne(0).all()) or transform == "clamp"
+    mask = torch.ones_like(grad, dtype=torch.bool)
+    mask[2][:, channels] = False
+    assert float(grad[mask].abs().max()) == 0.0

@@ -164,7 +164,9 @@ class Chain(_CompositeComponent):
         for name, m in members:
             if name not in plan:
                 continue
-            member_inputs = inputs.for_member(m, values, inputs.params, inputs.attributes)
+            member_inputs = inputs.for_member(
+                m, values, inputs.params, inputs.attributes, m.forcings_needed(plan[name])
+            )
             out, st = run(
                 m, member_inputs, self.member_state(state, name), processes.only(m.signature.slot_names), plan[name]
             )
@@ -187,7 +189,7 @@ def _chain_plan(
         keep = needed & set(m.output_names)
         if keep or m.state_names:
             plan[name] = frozenset(keep)
-            needed = (needed - keep) | set(m.forcing_names)
+            needed = (needed - keep) | set(m.forcings_needed(plan[name]))
     return plan
 
 

@@ -258,27 +258,16 @@ class ParameterSpec:
             Name of the tensor in error messages.
         """
         params = self._ordered(self.parameters if params is None else params)
+        self._check_channels(raw, params, what)
+        return _physical(raw, self._reads(params, params, None), transform)
+
+    def _check_channels(self, raw: torch.Tensor, params: Sequence[Parameter], what: str) -> None:
         expected = self.n_channels(params)
         if raw.shape[-1] != expected:
             raise ShapeError(
                 f"{what} have {raw.shape[-1]} channels in the last dimension, expected {expected} "
                 f"({len(params)} parameters, nmul={self.nmul}): {list(self.channel_names(params))}"
             )
-        u = _to_unit_interval(raw, transform)
-        per = [p for p in params if p.per_component]
-        n_per = len(per) * self.nmul
-        block = u[..., :n_per]
-        if self.layout == "parameter_major":
-            block = block.reshape(*u.shape[:-1], len(per), self.nmul)
-        else:
-            block = block.reshape(*u.shape[:-1], self.nmul, len(per)).transpose(-1, -2)
-        out: dict[str, torch.Tensor] = {}
-        for i, p in enumerate(per):
-            out[p.name] = p.scale(block[..., i, :])
-        shared = [p for p in params if not p.per_component]
-        for j, p in enumerate(shared):
-            out[p.name] = p.scale(u[..., n_per + j])
-        return out
 
     def from_raw(
         self,
@@ -307,17 +296,37 @@ class ParameterSpec:
         """
         if raw.dim() != 3:
             raise ShapeError(f"raw parameters must be [time, unit, channels], got shape {tuple(raw.shape)}")
-        # Transform only what is used: one step for static values, the dynamic channels' series.
-        at_step = self.unpack(raw[static_step], self.parameters, transform=transform)
+        # Transform only what is used: one step for static values, the dynamic channels' series; the
+        # backward pass writes each used channel's gradient once into one tensor shaped like ``raw``.
+        self._check_channels(raw, self._ordered(self.parameters), "raw parameters")
         n_time = raw.shape[0]
-        out: dict[str, torch.Tensor] = {}
-        for name, value in at_step.items():
-            out[name] = value.expand(n_time, *value.shape) if name in self.dynamic and hold_dynamic else value
-        if self.dynamic and not hold_dynamic:
-            dynamic = self.dynamic_parameters
-            index = torch.tensor(self.channel_index(dynamic), device=raw.device)
-            out.update(self.unpack(raw.index_select(-1, index), dynamic, transform=transform))
-        return out
+        everything = self._ordered(self.parameters)
+        if hold_dynamic or not self.dynamic:
+            at_step = _physical(raw, self._reads(everything, everything, static_step), transform)
+            return {
+                name: value.expand(n_time, *value.shape) if name in self.dynamic else value
+                for name, value in at_step.items()
+            }
+        reads = self._reads(self.static_parameters, everything, static_step)
+        reads += self._reads(self.dynamic_parameters, everything, None)
+        return _physical(raw, reads, transform)
+
+    def _reads(self, params: Sequence[Parameter], held: Sequence[Parameter], step: int | None) -> list[_Read]:
+        """Where each of ``params`` sits in a raw tensor holding ``held`` (ordered), read at ``step``."""
+        per = [p.name for p in held if p.per_component]
+        shared = [p.name for p in held if not p.per_component]
+        n_per = len(per)
+        reads = []
+        for p in self._ordered(params):
+            if not p.per_component:
+                channels: slice | int = n_per * self.nmul + shared.index(p.name)
+            elif self.layout == "parameter_major":
+                i = per.index(p.name)
+                channels = slice(i * self.nmul, (i + 1) * self.nmul)
+            else:
+                channels = slice(per.index(p.name), n_per * self.nmul, n_per)
+            reads.append(_Read(p, channels, step))
+        return reads
 
     def channel_index(self, params: Sequence[Parameter]) -> list[int]:
         """Positions, in a raw tensor holding every parameter, of the channels of ``params``,
@@ -403,6 +412,68 @@ class ParameterSpec:
                     f"parameter {p.name!r} ({kind}) has shape {tuple(value.shape)}, expected "
                     + " or ".join(str(a) for a in allowed)
                 )
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One parameter read from a raw tensor: its channels (a slice, or one channel for a shared
+    parameter) and the time step read (``None``: every step)."""
+
+    parameter: Parameter
+    channels: slice | int
+    step: int | None
+
+
+def _physical(raw: torch.Tensor, reads: list[_Read], transform: Transform) -> dict[str, torch.Tensor]:
+    """Physical values of every parameter of ``reads`` from ``raw`` (see :class:`_RawToPhysical`)."""
+    if transform not in ("sigmoid", "identity", "clamp"):
+        raise SpecError(f"unknown transform {transform!r}; use 'sigmoid', 'identity' or 'clamp'")
+    values = _RawToPhysical.apply(raw, tuple(reads), transform)
+    return {read.parameter.name: value for read, value in zip(reads, values)}
+
+
+def _view(x: torch.Tensor, read: _Read) -> torch.Tensor:
+    """The channels (and step) of ``read`` in ``x`` (a raw tensor or its gradient), as a view."""
+    if read.step is not None:
+        x = x[read.step]
+    return x[..., read.channels]
+
+
+class _RawToPhysical(torch.autograd.Function):
+    """Raw channels to physical parameter values, with a lean backward.
+
+    Forward reads each parameter's channels as a view and transforms only what is read (one step
+    for static values). Backward allocates one zero tensor shaped like ``raw`` and writes each read
+    channel's gradient into it once, instead of one full-size buffer per slicing operation.
+    """
+
+    @staticmethod
+    def forward(ctx, raw, reads, transform):
+        kept, outputs = [], []
+        for read in reads:
+            x = _view(raw, read).contiguous()  # a contiguous copy transforms many times faster than a strided view
+            u = _to_unit_interval(x, transform)
+            kept.append(u if transform == "sigmoid" else x if transform == "clamp" else None)
+            outputs.append(read.parameter.scale(u))
+        ctx.reads, ctx.transform, ctx.kept = reads, transform, kept
+        ctx.raw_shape, ctx.raw_dtype, ctx.raw_device = raw.shape, raw.dtype, raw.device
+        ctx.set_materialize_grads(False)
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grad_raw = torch.zeros(ctx.raw_shape, dtype=ctx.raw_dtype, device=ctx.raw_device)
+        for read, kept, grad in zip(ctx.reads, ctx.kept, grads):
+            if grad is None:
+                continue
+            p = read.parameter
+            du = grad * (p.high - p.low)
+            if ctx.transform == "sigmoid":
+                du = du * kept * (1.0 - kept)
+            elif ctx.transform == "clamp":
+                du = du * ((kept >= 0.0) & (kept <= 1.0))
+            _view(grad_raw, read).copy_(du)
+        return grad_raw, None, None
 
 
 def _to_unit_interval(raw: torch.Tensor, transform: Transform) -> torch.Tensor:

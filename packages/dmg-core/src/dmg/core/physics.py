@@ -106,6 +106,23 @@ class _Declaration:
         )
 
 
+def _check_simulate_signature(cls: type) -> None:
+    """A ``simulate`` that cannot take the engine's arguments fails at class definition, saying what to write."""
+    simulate = cls.__dict__.get("simulate")
+    series_base = globals().get("SeriesModel")
+    if simulate is None or series_base is None or not issubclass(cls, series_base):
+        return
+    try:
+        arguments = inspect.signature(simulate).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins and C callables
+        return
+    takes_any = any(a.kind in (a.VAR_POSITIONAL, a.VAR_KEYWORD) for a in arguments.values())
+    if not takes_any and not {"processes", "save"} <= set(arguments):
+        raise SpecError(
+            f"{cls.__name__}.simulate must take (self, forcings, params, attributes, state, processes, save)"
+        )
+
+
 def _check_step_signature(cls: type) -> None:
     """A ``step`` written for the old three-argument interface fails at class definition, saying what changed."""
     step = cls.__dict__.get("step")
@@ -179,6 +196,7 @@ class PhysicsModel(Component, nn.Module):
             if name in cls.__dict__ and not isinstance(cls.__dict__[name], _Declaration):
                 setattr(cls, name, _Declaration(name, cls.__dict__[name]))
         _check_step_signature(cls)
+        _check_simulate_signature(cls)
 
     def __init__(
         self,
@@ -257,6 +275,14 @@ class PhysicsModel(Component, nn.Module):
     def state_shapes(self, n_units: int) -> dict[str, tuple[int, ...]]:
         """The shape of every state for ``n_units`` units: ``[unit, nmul]``."""
         return {name: (n_units, self.nmul) for name in self.signature.state_names}
+
+    def forcings_needed(self, save: frozenset[str] | None) -> tuple[str, ...]:
+        """The forcings needed to compute the outputs ``save`` (``None``: all outputs); default: every forcing.
+
+        A model whose outputs depend on only some forcings (e.g. a routing of several flows) narrows
+        this, so that a composite asks the models before it for no more than that.
+        """
+        return self.signature.forcing_names
 
     def initial_state(
         self, n_units: int, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None
@@ -371,13 +397,14 @@ class SeriesModel(PhysicsModel):
         attributes: TensorDict,
         state: TensorDict,
         processes: Processes = NO_PROCESSES,
+        save: frozenset[str] | None = None,
     ) -> tuple[TensorDict, TensorDict]:
         """Outputs over the whole series, ``[time, unit]`` (or ``[unit]`` summaries), and the final state.
 
         Parameters
         ----------
         forcings
-            name -> ``[time, unit]``.
+            name -> ``[time, unit]``: those :meth:`forcings_needed` names for ``save``.
         params
             Checked physical parameters (shapes as in :mod:`dmg.core.parameters`).
         attributes
@@ -386,6 +413,8 @@ class SeriesModel(PhysicsModel):
             The state at the start of the series (declared initial values unless carried over).
         processes
             Fillers of the model's process slots.
+        save
+            The outputs the caller keeps (``None``: all); the model may compute only those.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement simulate()")
 

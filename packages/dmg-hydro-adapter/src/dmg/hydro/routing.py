@@ -70,18 +70,17 @@ def convolve(flows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Causal convolution of ``flows`` ``[time, unit, n]`` with per-unit ``weights`` ``[unit, lags]``.
 
     Returns ``[time, unit, n]`` with ``out[t] = Σ_k weights[k] * flows[t - k]`` (zeros before
-    ``t = 0``).  Computed as a sum of shifted series: memory stays ``O(time * unit * n)`` and
-    the cost is a few whole-series operations per lag.
+    ``t = 0``), as one grouped 1-D convolution (one channel per unit and flow): one operation
+    forward and one backward, whatever the number of lags.
     """
-    n_time = flows.shape[0]
+    n_time, n_units, n_flows = flows.shape
     n_lags = min(weights.shape[-1], n_time)
-    w = weights[:, :n_lags].unsqueeze(-1)
-    padded = torch.nn.functional.pad(flows, (0, 0, 0, 0, n_lags - 1, 0))
-    routed = flows * w[:, 0]
-    for k in range(1, n_lags):
-        start = n_lags - 1 - k
-        routed = routed + padded[start : start + n_time] * w[:, k]
-    return routed
+    series = flows.permute(1, 2, 0).reshape(1, n_units * n_flows, n_time)
+    kernel = weights[:, :n_lags].flip(-1).repeat_interleave(n_flows, dim=0).unsqueeze(1)
+    routed = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(series, (n_lags - 1, 0)), kernel, groups=series.shape[1]
+    )
+    return routed.reshape(n_units, n_flows, n_time).permute(2, 0, 1)
 
 
 def baseflow_index(baseflow: torch.Tensor, streamflow: torch.Tensor) -> torch.Tensor:
@@ -186,6 +185,17 @@ class GammaRouting(SeriesModel):
         """Weights ``[unit, length]`` from the physical ``route_a`` and ``route_b`` ``[unit]``."""
         return gamma_unit_hydrograph(params["route_a"], params["route_b"], self.config.length)
 
+    def forcings_needed(self, save: frozenset[str] | None) -> tuple[str, ...]:
+        """The flows to route for the outputs ``save``: a flow for its routed or unrouted output, the
+        streamflow and baseflow for ``BFI``."""
+        config = self.config
+        if save is None:
+            return tuple(config.flows)
+        wanted = {f for f in config.flows if f in save or f + config.unrouted_suffix in save}
+        if "BFI" in save and config.baseflow is not None:
+            wanted |= {config.streamflow, config.baseflow}
+        return tuple(f for f in config.flows if f in wanted)
+
     def simulate(
         self,
         forcings: TensorDict,
@@ -193,17 +203,20 @@ class GammaRouting(SeriesModel):
         attributes: TensorDict,
         state: TensorDict,
         processes: Processes = NO_PROCESSES,
+        save: frozenset[str] | None = None,
     ) -> tuple[TensorDict, TensorDict]:
-        """Route every flow over the series given; routing keeps no state.
+        """Route the flows over the series given (those the outputs ``save`` need); routing keeps no state.
 
         Parameters
         ----------
         forcings
-            The flows named in ``flows`` (mm/day), ``[time, unit]`` each.
+            The flows to route (mm/day), ``[time, unit]`` each: those :meth:`forcings_needed` names.
         params
             ``route_a`` and ``route_b`` (``[unit]``).
         attributes, state, processes
             Unused: routing reads no attribute, carries no state and has no process slot.
+        save
+            The outputs the caller keeps (``None``: all).
 
         Returns
         -------
@@ -212,14 +225,15 @@ class GammaRouting(SeriesModel):
             over the whole series, and an empty final state.
         """
         config = self.config
-        flows = torch.stack([forcings[f] for f in config.flows], dim=-1)
+        names = self.forcings_needed(save)
+        flows = torch.stack([forcings[f] for f in names], dim=-1)
         weights = self.unit_hydrograph(params)[..., : flows.shape[0]].to(flows)
         routed = convolve(flows, weights)
         outputs: TensorDict = {}
-        for i, f in enumerate(config.flows):
+        for i, f in enumerate(names):
             outputs[f] = routed[..., i]
             outputs[f + config.unrouted_suffix] = forcings[f]
-        if config.baseflow is not None:
+        if config.baseflow is not None and config.baseflow in outputs and config.streamflow in outputs:
             outputs["BFI"] = baseflow_index(outputs[config.baseflow], outputs[config.streamflow])
         return outputs, {}
 

@@ -88,6 +88,7 @@ class LightResponse(SeriesModel):
         attributes: TensorDict,
         state: TensorDict,
         processes: Processes = NO_PROCESSES,
+        save: frozenset[str] | None = None,
     ) -> tuple[TensorDict, TensorDict]:
         """GPP and NEE at every step of the series, averaged over the ``nmul`` components.
 

@@ -229,10 +229,14 @@ def _runner(engine: Engine) -> MemberRunner:
     def run(
         model: PhysicsModel, inputs: Inputs, state: TensorDict, processes: Processes, save: frozenset[str] | None
     ) -> tuple[TensorDict, TensorDict]:
+        if save is not None and not save and not model.state_names:
+            return {}, {}  # nothing is kept and nothing carried: nothing to compute
         if isinstance(model, StepModel):
             return _run_steps(engine, model, inputs, state, processes, save)
         if isinstance(model, SeriesModel):
-            outputs, final = model.simulate(inputs.forcings, inputs.params, inputs.attributes, dict(state), processes)
+            outputs, final = model.simulate(
+                inputs.forcings, inputs.params, inputs.attributes, dict(state), processes, save
+            )
             if save is None:
                 return outputs, final
             missing = sorted(save - set(outputs))

@@ -68,12 +68,18 @@ class Inputs:
         return replace(self, params=full, series=frozenset(n for n in spec.names if spec.is_series(n, full[n])))
 
     def for_member(
-        self, model: PhysicsModel, forcings: TensorDict, params: TensorDict, attributes: TensorDict
+        self,
+        model: PhysicsModel,
+        forcings: TensorDict,
+        params: TensorDict,
+        attributes: TensorDict,
+        needed: tuple[str, ...] | None = None,
     ) -> Inputs:
-        """The inputs of a composite's member ``model`` (already checked as the composite's)."""
+        """The inputs of a composite's member ``model`` (already checked as the composite's); ``needed``:
+        the forcings it needs (default: all it declares)."""
         spec = model.parameter_spec
         return Inputs(
-            forcings={n: forcings[n] for n in model.forcing_names},
+            forcings={n: forcings[n] for n in (model.forcing_names if needed is None else needed)},
             params={n: params[n] for n in spec.names},
             attributes={n: attributes[n] for n in model.attribute_names},
             n_time=self.n_time,
@@ -152,12 +158,11 @@ def check_state(
 def check_finite(named: Mapping[str, torch.Tensor], dims: tuple[str, ...] = ()) -> None:
     """Raise :class:`InputError` naming the first tensor with a non-finite value and where it is.
 
-    One reduction over all tensors decides; positions are only looked up when something is wrong.
+    A sum per tensor decides (NaN and inf propagate through sums; a sum that overflows only triggers
+    the exact look-up, which then finds nothing); positions are only looked up when something is wrong.
     """
-    if not named:
-        return
-    flags = torch.stack([torch.isfinite(v).all() for v in named.values()])
-    if bool(flags.all()):
+    sums = [v.sum() for v in named.values() if v.is_floating_point() and v.numel()]
+    if not sums or bool(torch.isfinite(torch.stack(sums)).all()):
         return
     for what, value in named.items():
         bad = ~torch.isfinite(value)

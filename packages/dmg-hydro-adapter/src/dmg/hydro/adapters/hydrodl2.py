@@ -177,6 +177,7 @@ class Hydrodl2Model(SeriesModel):
         attributes: TensorDict,
         state: TensorDict,
         processes: Processes = NO_PROCESSES,
+        save: frozenset[str] | None = None,
     ) -> tuple[TensorDict, TensorDict]:
         """Run the hydrodl2 model over the whole series given, from ``state``.
 
