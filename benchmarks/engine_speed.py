@@ -16,7 +16,8 @@ and warm (a second process). Results go to a table, a JSON file (with package ve
 average) and, with matplotlib, a plot of time against days::
 
     python benchmarks/engine_speed.py                     # the target size: 100 units x 365 days, 1 thread
-    python benchmarks/engine_speed.py --grid              # units {100, 500, 2000} x days {365, 730, 1460}, 1 and 2 threads
+    python benchmarks/engine_speed.py --grid              # units {100, 500, 2000} x days {365, 730, 1460},
+                                                          # 1 and 2 threads
     python benchmarks/engine_speed.py --models hbv --backends eager,kernel --units 500 --days 730 --threads 2
 """
 

@@ -152,7 +152,10 @@ def test_raw_to_physical_gradients_match_finite_differences(layout, transform):
 
     for static_step, hold in ((-1, False), (2, False), (2, True)):
         assert torch.autograd.gradcheck(
-            lambda r: every(spec.from_raw(r, transform=transform, static_step=static_step, hold_dynamic=hold)), (raw,)
+            lambda r, step=static_step, hold=hold: every(
+                spec.from_raw(r, transform=transform, static_step=step, hold_dynamic=hold)
+            ),
+            (raw,),
         )
     static_raw = raw[0, :, : spec.n_static_channels].detach().clone().requires_grad_(True)
     dynamic_raw = raw[:, :, : spec.n_dynamic_channels].detach().clone().requires_grad_(True)

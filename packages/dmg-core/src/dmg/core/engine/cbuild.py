@@ -32,7 +32,7 @@ linked against the vector math library ``libmvec`` (up to 4 ulp), with IEEE sema
 VECTOR_MATH_LINK = ("-lmvec", "-Wl,-z,defs")
 
 
-class CompilerUnavailable(RuntimeError):
+class CompilerError(RuntimeError):
     """No working C compiler was found; the message says what was tried."""
 
 
@@ -61,7 +61,7 @@ def find_compiler() -> Compiler:
             tried.append(f"{name} ({exc})")
             continue
         return Compiler(path, version.splitlines()[0] if version else "?", _accepts_openmp(path))
-    raise CompilerUnavailable(f"no C compiler found (tried {', '.join(tried)}); set CC or install gcc")
+    raise CompilerError(f"no C compiler found (tried {', '.join(tried)}); set CC or install gcc")
 
 
 def _accepts_openmp(path: str) -> bool:
@@ -115,7 +115,7 @@ def build(source: str, *, fast_math: bool = False, vector_math: bool = True) -> 
     if vector_math:
         try:
             return _build(source, VECTOR_MATH if not fast_math else (), VECTOR_MATH_LINK, fast_math)
-        except CompilerUnavailable:
+        except CompilerError:
             pass
     return _build(source, (), (), fast_math)
 
@@ -151,4 +151,4 @@ def _build(source: str, extra: tuple[str, ...], link: tuple[str, ...], fast_math
 def _run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
-        raise CompilerUnavailable(f"compiling a kernel failed ({' '.join(command[:2])} ...): {result.stderr[-2000:]}")
+        raise CompilerError(f"compiling a kernel failed ({' '.join(command[:2])} ...): {result.stderr[-2000:]}")

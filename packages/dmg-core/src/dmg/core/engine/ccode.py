@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from dmg.core.engine.trace import LaneLayout, StepGraphs, Unsupported
+from dmg.core.engine.trace import LaneLayout, StepGraphs, UnsupportedStepError
 
 aten = torch.ops.aten
 
@@ -43,8 +43,19 @@ _UNARY = {
     aten.ceil: "ceil",
     aten.abs: "fabs",
 }
-_LIBRARY = {"exp": 1, "expm1": 1, "log": 1, "log1p": 1, "log2": 1, "sin": 1, "cos": 1, "tan": 1, "atan": 1,
-            "tanh": 1, "pow": 2}
+_LIBRARY = {
+    "exp": 1,
+    "expm1": 1,
+    "log": 1,
+    "log1p": 1,
+    "log2": 1,
+    "sin": 1,
+    "cos": 1,
+    "tan": 1,
+    "atan": 1,
+    "tanh": 1,
+    "pow": 2,
+}
 """C library math functions (name: number of arguments) that have vector variants in a vector math library."""
 _COMPARE = {aten.lt: "<", aten.le: "<=", aten.gt: ">", aten.ge: ">=", aten.eq: "==", aten.ne: "!="}
 _IDENTITY = {
@@ -90,7 +101,7 @@ def c_type(dtype: torch.dtype) -> str:
     try:
         return _C_TYPES[dtype]
     except KeyError:
-        raise Unsupported(f"values of dtype {dtype} have no C type here") from None
+        raise UnsupportedStepError(f"values of dtype {dtype} have no C type here") from None
 
 
 def literal(value: Any, ctype: str) -> str:
@@ -124,7 +135,7 @@ class _Emitter:
         lines: list[str] = []
         placeholders = [n for n in self.graph.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != len(inputs):
-            raise Unsupported(f"graph takes {len(placeholders)} inputs, {len(inputs)} given")
+            raise UnsupportedStepError(f"graph takes {len(placeholders)} inputs, {len(inputs)} given")
         for node, expr in zip(placeholders, inputs):
             self.names[node] = expr
             self.types[node] = self.real
@@ -153,7 +164,7 @@ class _Emitter:
         if isinstance(value, fx.Node):
             return self.names[value]
         if value is None:
-            raise Unsupported("an operation has a missing operand")
+            raise UnsupportedStepError("an operation has a missing operand")
         return literal(value, ctype)
 
     def _fn(self, name: str, ctype: str) -> str:
@@ -252,7 +263,7 @@ class _Emitter:
         if packet is aten.tanh_backward:
             grad, out = operand(0), operand(1)
             return f"({grad} * ({literal(1, ctype)} - {out} * {out}))"
-        raise Unsupported(f"no C translation of {node.target}")
+        raise UnsupportedStepError(f"no C translation of {node.target}")
 
     def _operand_type(self, a: Any, b: Any) -> str:
         for value in (a, b):

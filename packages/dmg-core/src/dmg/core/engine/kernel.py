@@ -29,9 +29,9 @@ import torch
 from pydantic import Field
 
 from dmg.core.engine.backends import Backend, BackendConfig, Loop
-from dmg.core.engine.cbuild import Built, CompilerUnavailable, build, find_compiler
+from dmg.core.engine.cbuild import Built, CompilerError, build, find_compiler
 from dmg.core.engine.ccode import KernelSpec, kernel_source
-from dmg.core.engine.trace import LaneLayout, StepGraphs, Unsupported, trace_step
+from dmg.core.engine.trace import LaneLayout, StepGraphs, UnsupportedStepError, trace_step
 from dmg.core.signature import TensorDict
 
 _POINTERS = ctypes.POINTER(ctypes.c_void_p)
@@ -75,11 +75,28 @@ class _Plan:
 def _declare(library: ctypes.CDLL) -> None:
     common = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
     for name in ("dmg_forward", "dmg_forward_keep"):
-        getattr(library, name).argtypes = [*common, ctypes.c_void_p, _POINTERS, _POINTERS, _POINTERS, _POINTERS,
-                                           ctypes.c_void_p]
+        getattr(library, name).argtypes = [
+            *common,
+            ctypes.c_void_p,
+            _POINTERS,
+            _POINTERS,
+            _POINTERS,
+            _POINTERS,
+            ctypes.c_void_p,
+        ]
         getattr(library, name).restype = None
-    library.dmg_backward.argtypes = [*common, ctypes.c_void_p, _POINTERS, _POINTERS, _POINTERS, _POINTERS,
-                                     ctypes.c_void_p, _POINTERS, _POINTERS, _POINTERS]
+    library.dmg_backward.argtypes = [
+        *common,
+        ctypes.c_void_p,
+        _POINTERS,
+        _POINTERS,
+        _POINTERS,
+        _POINTERS,
+        ctypes.c_void_p,
+        _POINTERS,
+        _POINTERS,
+        _POINTERS,
+    ]
     library.dmg_backward.restype = None
 
 
@@ -128,8 +145,9 @@ class KernelBackend(Backend):
         model = loop.model
         k = model.nmul
         per_lane = tuple(v.shape[-1] == k for v in (*loop.static.values(), *loop.dynamic.values()))
-        dtype = next(iter((*loop.state.values(), *loop.forcings.values(), *loop.static.values(),
-                           *loop.dynamic.values()))).dtype
+        dtype = next(
+            iter((*loop.state.values(), *loop.forcings.values(), *loop.static.values(), *loop.dynamic.values()))
+        ).dtype
         key = (tuple(loop.state), tuple(loop.forcings), tuple(loop.static), tuple(loop.dynamic), per_lane, dtype)
         with self._lock:
             plans = self._plans.setdefault(model, {})
@@ -139,7 +157,7 @@ class KernelBackend(Backend):
                 try:
                     find_compiler()
                     plan = _Plan(trace_step(model, layout, dtype), per_lane)
-                except (Unsupported, CompilerUnavailable) as exc:
+                except (UnsupportedStepError, CompilerError) as exc:
                     plan = str(exc)
                 plans[key] = plan
         return plan
@@ -148,12 +166,12 @@ class KernelBackend(Backend):
     def run(self, loop: Loop) -> tuple[TensorDict, TensorDict]:
         plan = self._plan(loop)
         if isinstance(plan, str):
-            raise Unsupported(plan)
+            raise UnsupportedStepError(plan)
         layout = plan.graphs.layout
         saved = layout.fluxes if loop.save is None else tuple(n for n in layout.fluxes if n in loop.save)
         missing = sorted(set(loop.save or ()) - set(layout.fluxes))
         if missing:
-            raise Unsupported(f"{type(loop.model).__name__}.step returns no flux {missing}")
+            raise UnsupportedStepError(f"{type(loop.model).__name__}.step returns no flux {missing}")
         threads = self.config.threads or torch.get_num_threads()
         tensors = _flatten(loop, layout, plan.per_lane)
         needs = tuple(t.requires_grad for t in tensors)

@@ -8,7 +8,7 @@ generator then turns each graph into scalar code applied lane by lane.
 
 A step that is not purely elementwise — a reduction over components, an indexing or reshaping
 operation, Python control flow on tensor values, a network filling a process slot — cannot be traced
-this way; :class:`Unsupported` says why and the engine runs the model eagerly instead.
+this way; :class:`UnsupportedStepError` says why and the engine runs the model eagerly instead.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ ELEMENTWISE: frozenset[Any] = frozenset(
 """ATen operations (by overload packet) a lane-wise kernel can express."""
 
 
-class Unsupported(Exception):
+class UnsupportedStepError(Exception):
     """A step cannot become a lane-wise kernel; the message says why."""
 
 
@@ -156,7 +156,10 @@ class StepGraphs:
 
 
 def trace_step(model: StepModel, layout: LaneLayout, dtype: torch.dtype) -> StepGraphs:
-    """Trace ``model.step`` lane by lane (no process fillers); raise :class:`Unsupported` if it is not elementwise."""
+    """Trace ``model.step`` lane by lane (no process fillers).
+
+    Raises :class:`UnsupportedStepError` if the step is not elementwise.
+    """
     n_states, n_forcings = len(layout.states), len(layout.forcings)
     params = layout.static + layout.dynamic
     fluxes: list[str] = []
@@ -168,12 +171,12 @@ def trace_step(model: StepModel, layout: LaneLayout, dtype: torch.dtype) -> Step
         new_state, out = model.step(state, forcing, params_t, NO_PROCESSES)
         missing = [s for s in layout.states if s not in new_state]
         if missing:
-            raise Unsupported(f"step returned no new value for states {missing}")
+            raise UnsupportedStepError(f"step returned no new value for states {missing}")
         if not fluxes:
             fluxes.extend(sorted(out))
         results = [new_state[s] for s in layout.states] + [out[name] for name in fluxes]
         if not all(isinstance(r, torch.Tensor) for r in results):
-            raise Unsupported("step returned a value that is not a tensor")
+            raise UnsupportedStepError("step returned a value that is not a tensor")
         return tuple(r.expand(TRACE_LANES) if r.dim() == 0 else r for r in results)
 
     examples = [torch.ones(TRACE_LANES, dtype=dtype) for _ in layout.inputs]
@@ -193,34 +196,34 @@ def trace_step(model: StepModel, layout: LaneLayout, dtype: torch.dtype) -> Step
 def _trace(fn: Callable[..., Any], examples: list[torch.Tensor], what: str) -> fx.GraphModule:
     try:
         graph = make_fx(torch.func.functionalize(fn, remove="mutations_and_views"), tracing_mode="fake")(*examples)
-    except Unsupported:
+    except UnsupportedStepError:
         raise
     except Exception as exc:  # data-dependent control flow, unsupported shapes, ...: say what torch said
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Unsupported(f"{what} cannot be traced lane by lane ({type(exc).__name__}: {first})") from exc
+        raise UnsupportedStepError(f"{what} cannot be traced lane by lane ({type(exc).__name__}: {first})") from exc
     check_lanewise(graph, what)
     return graph
 
 
 def check_lanewise(graph: fx.GraphModule, what: str) -> None:
-    """Raise :class:`Unsupported` unless every operation of ``graph`` acts lane by lane."""
+    """Raise :class:`UnsupportedStepError` unless every operation of ``graph`` acts lane by lane."""
     for node in graph.graph.nodes:
         if node.op == "get_attr":
             value = getattr(graph, node.target)
             if not (isinstance(value, torch.Tensor) and value.dim() == 0):
-                raise Unsupported(f"{what} uses a constant tensor of shape {tuple(value.shape)}")
+                raise UnsupportedStepError(f"{what} uses a constant tensor of shape {tuple(value.shape)}")
         if node.op != "call_function":
             continue
         packet = getattr(node.target, "overloadpacket", None)
         if packet not in ELEMENTWISE:
-            raise Unsupported(f"{what} uses {node.target}, which is not an elementwise operation")
+            raise UnsupportedStepError(f"{what} uses {node.target}, which is not an elementwise operation")
         value = node.meta.get("val")
         shape = tuple(getattr(value, "shape", ()))
         if shape not in ((), (TRACE_LANES,)):
-            raise Unsupported(f"{what} makes a value of shape {shape} ({node.target}): lanes would mix")
+            raise UnsupportedStepError(f"{what} makes a value of shape {shape} ({node.target}): lanes would mix")
         if packet in (aten.expand, aten.expand_copy, aten.view, aten.view_copy, aten._unsafe_view):
             source = tuple(node.args[0].meta["val"].shape)
             if source not in ((), (TRACE_LANES,)):
-                raise Unsupported(f"{what} reshapes lanes ({node.target})")
+                raise UnsupportedStepError(f"{what} reshapes lanes ({node.target})")
         if packet is aten.div and node.kwargs.get("rounding_mode") is not None:
-            raise Unsupported(f"{what} divides with rounding ({node.target})")
+            raise UnsupportedStepError(f"{what} divides with rounding ({node.target})")
