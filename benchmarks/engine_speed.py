@@ -28,7 +28,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -222,13 +221,20 @@ def measure_case(case: Case, backends: list[str], repeats: int) -> dict[str, dic
     }
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def probe_memory(model: str, units: int, days: int, variant: str, threads: int) -> float:
-    """Extra peak resident memory (MiB) of one forward+backward, after a small run loaded every code path."""
+    """Extra peak resident memory (MiB) of one forward+backward, after a small run loaded every code path.
+
+    The high-water mark of this process's memory is reset just before the run (Linux ``clear_refs``),
+    so the figure is the run's own peak above what was resident before it.
+    """
     torch.set_num_threads(threads)
     small = make_case(model, 5, 30)
     big = make_case(model, units, days)
@@ -239,10 +245,11 @@ def probe_memory(model: str, units: int, days: int, variant: str, threads: int) 
         engine = make_engine(variant)
         dmg_runner(small, engine, grad=True)[0]()
         run = dmg_runner(big, engine, grad=True)[0]
-    before = _rss_bytes()
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset the peak resident size to the current one
+    before = _status_kib("VmRSS")
     run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return max(peak - before, 0) / 2**20
+    return max(_status_kib("VmHWM") - before, 0) / 1024
 
 
 def probe_compile(model: str, backend: str) -> float:

@@ -450,11 +450,21 @@ class _RawToPhysical(torch.autograd.Function):
     @staticmethod
     def forward(ctx, raw, reads, transform):
         kept, outputs = [], []
+        grad_needed = raw.requires_grad
         for read in reads:
             x = _view(raw, read).contiguous()  # a contiguous copy transforms many times faster than a strided view
             u = _to_unit_interval(x, transform)
-            kept.append(u if transform == "sigmoid" else x if transform == "clamp" else None)
             outputs.append(read.parameter.scale(u))
+            if grad_needed:  # d(physical)/d(raw), so that backward is one product per parameter
+                width = read.parameter.high - read.parameter.low
+                if transform == "sigmoid":
+                    kept.append((u - u * u).mul_(width))
+                elif transform == "clamp":
+                    kept.append(((x >= 0.0) & (x <= 1.0)).to(x.dtype).mul_(width))
+                else:
+                    kept.append(None)
+            else:
+                kept.append(None)
         ctx.reads, ctx.transform, ctx.kept = reads, transform, kept
         ctx.raw_shape, ctx.raw_dtype, ctx.raw_device = raw.shape, raw.dtype, raw.device
         ctx.set_materialize_grads(False)
@@ -463,16 +473,14 @@ class _RawToPhysical(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         grad_raw = torch.zeros(ctx.raw_shape, dtype=ctx.raw_dtype, device=ctx.raw_device)
-        for read, kept, grad in zip(ctx.reads, ctx.kept, grads):
+        for read, derivative, grad in zip(ctx.reads, ctx.kept, grads):
             if grad is None:
                 continue
-            p = read.parameter
-            du = grad * (p.high - p.low)
-            if ctx.transform == "sigmoid":
-                du = du * kept * (1.0 - kept)
-            elif ctx.transform == "clamp":
-                du = du * ((kept >= 0.0) & (kept <= 1.0))
-            _view(grad_raw, read).copy_(du)
+            target = _view(grad_raw, read)
+            if derivative is None:  # identity: d(physical)/d(raw) is the width of the range
+                torch.mul(grad, read.parameter.high - read.parameter.low, out=target)
+            else:
+                torch.mul(grad, derivative, out=target)
         return grad_raw, None, None
 
 
