@@ -7,6 +7,7 @@
     nox -s lint                   ruff
     nox -s demo                   the main job: train the embedded default model and print its metrics
     nox -s hydrodl2               parity of the HBV models with an installed hydrodl2 on fresh inputs
+    nox -s bench                  engine speed against hydrodl2 and the published dMG (pinned environments)
 
 Every environment is built with ``-c constraints/dev.txt`` so torch stays pinned to the CPU build.
 """
@@ -99,6 +100,38 @@ def hydrodl2(session: nox.Session) -> None:
     _install(session, _local_closure("dmg-hydro-adapter"))
     session.install(*CONSTRAINTS, "hydrodl2==1.4.0")
     session.run("pytest", str(ROOT / "packages" / "dmg-hydro-adapter" / "tests" / "test_hydrodl2_adapter.py"))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Engine speed and memory against hydrodl2 1.4.0, and one training minibatch against the published
+    dMG 1.5.0 (both non-commercial: installed only in these environments, pinned by
+    benchmarks/constraints.txt). Arguments after ``--`` go to benchmarks/engine_speed.py; without any,
+    the target size runs and then the minibatch."""
+    pins = ("-c", str(ROOT / "benchmarks" / "constraints.txt"))
+    _install(session, ["dmg-core", "dmg-nn", "dmg-hydro-adapter"], extras="")
+    session.install(*CONSTRAINTS, *pins, "hydrodl2", "matplotlib")
+    published = Path(session.virtualenv.location).with_name(f"{Path(session.virtualenv.location).name}-published")
+    if not (published / "bin" / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(published), external=True)
+    python = str(published / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "-q", *CONSTRAINTS, *pins, "dmg", "hydrodl2", external=True)
+    script = str(ROOT / "benchmarks" / "engine_speed.py")
+    if session.posargs:
+        session.run("python", script, *session.posargs)
+        return
+    session.run("python", script, "--backends", "eager,kernel,compiled,adjoint", "--threads", "1", "2")
+    session.run(
+        "python",
+        script,
+        "--minibatch",
+        "--backends",
+        "eager,kernel",
+        "--published-python",
+        python,
+        "--json",
+        "engine_minibatch.json",
+    )
 
 
 @nox.session

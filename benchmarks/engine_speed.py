@@ -19,6 +19,11 @@ average) and, with matplotlib, a plot of time against days::
     python benchmarks/engine_speed.py --grid              # units {100, 500, 2000} x days {365, 730, 1460},
                                                           # 1 and 2 threads
     python benchmarks/engine_speed.py --models hbv --backends eager,kernel --units 500 --days 730 --threads 2
+    python benchmarks/engine_speed.py --minibatch --published-python PATH   # one training minibatch, both sides
+
+``--minibatch`` times one δHBV 1.0 training minibatch (LSTM 256 -> HBV nmul 16 -> routing, see
+``minibatch_inputs.py``) for each backend and, with ``--published-python``, the same minibatch in the
+published dMG 1.5.0 run by that interpreter (``published_minibatch.py``; ``nox -s bench`` sets it up).
 """
 
 from __future__ import annotations
@@ -272,6 +277,58 @@ def _child(args: list[str], env: dict[str, str] | None = None) -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
+def minibatch_seconds(backend: str, threads: int) -> float:
+    """Median seconds of one training minibatch (forward, loss, backward) with dmg and ``backend``."""
+    import minibatch_inputs as mb
+
+    from dmg.nn import LSTM
+
+    torch.set_num_threads(threads)
+    physics = Chain(runoff=HBV(nmul=mb.NMUL, dynamic=["BETA", "BETAET"]), routing=GammaRouting())
+    coupling = ParameterLearning(spinup_static="warmup_end", spinup_hold_dynamic=True)
+    network = LSTM(n_inputs=mb.FEATURES, n_outputs=coupling.n_outputs(physics), hidden_size=mb.HIDDEN)
+    model = DeltaModel(network, physics, coupling, engine=make_engine(backend))
+    model.train()
+    inputs = mb.make_inputs()
+    batch = Batch(forcings={k: inputs[k] for k in ("P", "T", "PET")}, nn_inputs=inputs["nn_inputs"], warmup=mb.WARMUP)
+
+    def minibatch() -> None:
+        model.zero_grad(set_to_none=True)
+        q = model(batch, save=["Q"])["Q"]
+        ((q - inputs["observed"]) ** 2).mean().backward()
+
+    minibatch()
+    return statistics.median(timed(minibatch) for _ in range(mb.REPEATS))
+
+
+def published_minibatch_seconds(python: str, threads: int) -> float:
+    script = Path(__file__).with_name("published_minibatch.py")
+    result = subprocess.run([python, str(script), str(threads)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"the published minibatch failed: {result.stderr[-2000:]}")
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def run_minibatch(backends: list[str], threads: list[int], published: str | None, path: str) -> None:
+    report: dict[str, object] = {"versions": versions(), "load_average_start": os.getloadavg(), "minibatch": []}
+    for n in threads:
+        row: dict[str, float] = {name: minibatch_seconds(name, n) for name in backends}
+        if published:
+            row["published dMG 1.5.0"] = published_minibatch_seconds(published, n)
+        report["minibatch"].append({"threads": n, "seconds": row})
+        reference = row.get("published dMG 1.5.0")
+        print(
+            f"\none δHBV 1.0 training minibatch (LSTM 256 -> HBV nmul 16 -> routing, 100 units x 365 days "
+            f"+ 365 warm-up), {n} thread(s)"
+        )
+        for name, seconds in row.items():
+            ratio = f"{reference / seconds:8.2f}x" if reference else ""
+            print(f"  {name:<24}{seconds:8.3f} s {ratio}")
+    report["load_average_end"] = os.getloadavg()
+    Path(path).write_text(json.dumps(report, indent=2))
+    print(f"load average {report['load_average_start']} -> {report['load_average_end']}; results in {path}")
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()}
     for dist in ("torch", "numpy", "dmg-core", "dmg-hydro-adapter", "hydrodl2"):
@@ -294,8 +351,13 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--json", default="engine_speed.json", help="where to write the results")
     parser.add_argument("--plot", default="engine_speed.png", help="where to draw time against days")
+    parser.add_argument("--minibatch", action="store_true", help="time one training minibatch instead")
+    parser.add_argument("--published-python", help="interpreter with dMG 1.5.0 and hydrodl2 1.4.0 installed")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.minibatch:
+        run_minibatch(args.backends.split(","), args.threads, args.published_python, args.json)
+        return
     if args.probe:
         kind, *rest = args.probe
         if kind == "memory":

@@ -121,3 +121,19 @@ def test_compiled_kernels_are_cached_across_processes(tmp_path):
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env) for _ in range(2)]
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr + runs[1].stderr
     assert runs[0].stdout.split() == ["False"] and runs[1].stdout.split() == ["True"]
+
+
+def test_without_a_compiler_the_kernel_backend_runs_eagerly_with_one_warning(monkeypatch):
+    from dmg.core.engine import kernel
+    from dmg.core.engine.cbuild import CompilerError
+
+    def no_compiler():
+        raise CompilerError("no C compiler found (tried cc (not found)); set CC or install gcc")
+
+    monkeypatch.setattr(kernel, "find_compiler", no_compiler)
+    model = ToyReservoir(nmul=2)
+    forcings = {"P": torch.rand(8, 3), "PET": torch.rand(8, 3)}
+    params = {"k": torch.full((3, 2), 0.2)}
+    with pytest.warns(UserWarning, match="kernel cannot run ToyReservoir .no C compiler found"):
+        out = model(forcings, params, engine=Engine(backend=KernelBackend()))
+    assert torch.equal(out["Q"], model(forcings, params)["Q"])

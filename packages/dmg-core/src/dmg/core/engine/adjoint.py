@@ -30,7 +30,7 @@ class AdjointConfig(BackendConfig):
 
 
 class AdjointBackend(Backend):
-    """A reverse loop of per-step vector-Jacobian products (see the module docstring)."""
+    """The loop as one differentiable operation keeping only the states; backward recomputes each step."""
 
     Config: ClassVar[type[AdjointConfig]] = AdjointConfig
 

@@ -35,7 +35,7 @@ class CompiledConfig(BackendConfig):
 
 
 class CompiledBackend(Backend):
-    """``torch.compile`` of the step inside the engine's loop (see the module docstring)."""
+    """The step (or chunks of unrolled steps) compiled with ``torch.compile`` inside the engine's loop."""
 
     Config: ClassVar[type[CompiledConfig]] = CompiledConfig
 

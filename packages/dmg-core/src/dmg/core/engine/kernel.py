@@ -108,7 +108,7 @@ def _pointers(tensors: list[torch.Tensor | None] | tuple[torch.Tensor | None, ..
 
 
 class KernelBackend(Backend):
-    """Generated whole-loop kernels on the CPU (see the module docstring)."""
+    """Each step generated into one compiled C loop over time, forward and backward, on the CPU."""
 
     Config: ClassVar[type[KernelConfig]] = KernelConfig
 
