@@ -177,7 +177,12 @@ def hydrodl2_runner(case: Case, grad: bool) -> Callable[[], torch.Tensor]:
 
 
 def make_engine(backend: str) -> Engine:
-    return Engine.create(backend)
+    """An engine from ``name`` or ``name:option=value,...`` (values read as YAML), e.g. ``adjoint:compile=true``."""
+    import yaml
+
+    name, _, rest = backend.partition(":")
+    options = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in rest.split(",") if item)}
+    return Engine.create(name, **options)
 
 
 def hydrodl2_available() -> bool:
@@ -190,7 +195,9 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def measure_case(case: Case, backends: list[str], repeats: int) -> dict[str, dict[str, float]]:
+def measure_case(
+    case: Case, backends: list[str], repeats: int, hydrodl2_max_units: int | None = None
+) -> dict[str, dict[str, float]]:
     """Median forward and forward+backward seconds of every variant, interleaved; checks agreement."""
     variants: dict[str, dict[str, Callable[[], torch.Tensor]]] = {}
     for backend in backends:
@@ -199,7 +206,7 @@ def measure_case(case: Case, backends: list[str], repeats: int) -> dict[str, dic
             "forward": dmg_runner(case, engine, grad=False)[0],
             "forward+backward": dmg_runner(case, engine, grad=True)[0],
         }
-    if hydrodl2_available():
+    if hydrodl2_available() and (hydrodl2_max_units is None or case.units <= hydrodl2_max_units):
         variants["hydrodl2 1.4.0"] = {
             "forward": hydrodl2_runner(case, grad=False),
             "forward+backward": hydrodl2_runner(case, grad=True),
@@ -349,6 +356,9 @@ def main() -> None:
     parser.add_argument("--grid", action="store_true", help="units 100 500 2000, days 365 730 1460, threads 1 2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
+    parser.add_argument(
+        "--hydrodl2-max-units", type=int, help="run hydrodl2 only up to this many units (its backward is quadratic)"
+    )
     parser.add_argument("--json", default="engine_speed.json", help="where to write the results")
     parser.add_argument("--plot", default="engine_speed.png", help="where to draw time against days")
     parser.add_argument("--minibatch", action="store_true", help="time one training minibatch instead")
@@ -393,7 +403,7 @@ def main() -> None:
             for units in args.units:
                 for days in args.days:
                     case = make_case(model, units, days)
-                    results = measure_case(case, backends, args.repeats)
+                    results = measure_case(case, backends, args.repeats, args.hydrodl2_max_units)
                     if not args.no_memory:
                         for name in results:
                             variant = "hydrodl2" if name.startswith("hydrodl2") else name.split(" ", 1)[1]

@@ -3,15 +3,18 @@
 The Python loop over time stays; each call runs the compiled step, forward and (through
 AOTAutograd) backward, as one fused kernel per direction instead of about a hundred small ones.
 It works for any step ``torch.compile`` can trace, on the CPU and on GPUs, including steps whose
-process slots are filled by networks. Compilation happens on the first call for each input layout
+process slots are filled by networks. Compiled code is specialised on tensor shapes: each new number
+of units (say, a last smaller batch) compiles once more. Compilation happens on the first call for each input layout
 and is cached by PyTorch's compiler cache (``TORCHINDUCTOR_CACHE_DIR``) across processes;
 :attr:`CompiledBackend.compile_seconds` reports the time it took.
 """
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
@@ -34,6 +37,19 @@ class CompiledConfig(BackendConfig):
     )
 
 
+_NUMBERS = itertools.count()
+
+
+def _own_code(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` with a code object of its own.
+
+    ``torch.compile`` keeps its compiled variants, and its limit on recompilations, per code object;
+    every model's loop body would otherwise share one code object (and one limit) with every other's.
+    """
+    code = function.__code__.replace(co_name=f"{function.__name__}_{next(_NUMBERS)}")
+    return types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__, function.__closure__)
+
+
 class CompiledBackend(Backend):
     """The step (or chunks of unrolled steps) compiled with ``torch.compile`` inside the engine's loop."""
 
@@ -45,6 +61,9 @@ class CompiledBackend(Backend):
         self._seen: set[tuple] = set()
         self.compile_seconds = 0.0
         """Seconds the first call of each compiled function took (compilation included)."""
+        # Backward graphs compiled lazily with buffers donated to them fail under ``retain_graph=True``
+        # (which the test kit and users' own gradient checks use); keep gradients working everywhere.
+        torch._functorch.config.donated_buffer = False
 
     @property
     def name(self) -> str:
@@ -75,7 +94,7 @@ class CompiledBackend(Backend):
                         collected.setdefault(name, []).append(fluxes[name])
                 return state, {name: torch.stack(values) for name, values in collected.items()}
 
-            function = torch.compile(chunk, mode=self.config.mode, dynamic=False)
+            function = torch.compile(_own_code(chunk), mode=self.config.mode, dynamic=False)
             functions[key] = function
         return function
 
