@@ -107,7 +107,7 @@ def bench(session: nox.Session) -> None:
     """Engine speed and memory against hydrodl2 1.4.0, and one training minibatch against the published
     dMG 1.5.0 (both non-commercial: installed only in these environments, pinned by
     benchmarks/constraints.txt). Arguments after ``--`` go to benchmarks/engine_speed.py; without any,
-    the target size runs and then the minibatch."""
+    the target size runs and then the minibatch. Results (JSON, plot) go to benchmarks/results/."""
     pins = ("-c", str(ROOT / "benchmarks" / "constraints.txt"))
     _install(session, ["dmg-core", "dmg-nn", "dmg-hydro-adapter"], extras="")
     session.install(*CONSTRAINTS, *pins, "hydrodl2", "matplotlib")

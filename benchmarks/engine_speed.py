@@ -332,6 +332,7 @@ def run_minibatch(backends: list[str], threads: list[int], published: str | None
             ratio = f"{reference / seconds:8.2f}x" if reference else ""
             print(f"  {name:<24}{seconds:8.3f} s {ratio}")
     report["load_average_end"] = os.getloadavg()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(report, indent=2))
     print(f"load average {report['load_average_start']} -> {report['load_average_end']}; results in {path}")
 
@@ -359,8 +360,9 @@ def main() -> None:
     parser.add_argument(
         "--hydrodl2-max-units", type=int, help="run hydrodl2 only up to this many units (its backward is quadratic)"
     )
-    parser.add_argument("--json", default="engine_speed.json", help="where to write the results")
-    parser.add_argument("--plot", default="engine_speed.png", help="where to draw time against days")
+    results = Path(__file__).with_name("results")
+    parser.add_argument("--json", default=str(results / "engine_speed.json"), help="where to write the results")
+    parser.add_argument("--plot", default=str(results / "engine_speed.png"), help="where to draw time against days")
     parser.add_argument("--minibatch", action="store_true", help="time one training minibatch instead")
     parser.add_argument("--published-python", help="interpreter with dMG 1.5.0 and hydrodl2 1.4.0 installed")
     parser.add_argument("--probe", nargs="+", help=argparse.SUPPRESS)
@@ -413,6 +415,7 @@ def main() -> None:
                     report["cases"].append(entry)
                     print_case(entry)
     report["load_average_end"] = os.getloadavg()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     for name, values in report["compile"].items():
         print(f"compile {name}: cold {values['cold_s']:.2f} s, warm {values['warm_s']:.2f} s")
@@ -463,6 +466,7 @@ def plot(report: dict, path: str) -> None:
         ax.set_yscale("log")
         ax.legend()
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
 
