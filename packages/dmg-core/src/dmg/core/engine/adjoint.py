@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from dmg.core.engine.backends import Backend, BackendConfig, EagerBackend, Loop
+from dmg.core.engine.backends import Backend, BackendConfig, EagerBackend, Loop, run_steps
 from dmg.core.signature import TensorDict
 
 
@@ -105,29 +105,14 @@ class _AdjointFunction(torch.autograd.Function):
     def forward(
         ctx: Any, backend: AdjointBackend, loop: Loop, tensors: _Tensors, names: list[str], *flat: torch.Tensor
     ) -> Any:
-        state = dict(loop.state)
         history: list[TensorDict] = []
-        collected: dict[str, list[torch.Tensor]] = {}
-        kept: list[str] | None = None
-        forcing_steps = {k: v.unbind(0) for k, v in loop.forcings.items()}
-        dynamic_steps = {k: v.unbind(0) for k, v in loop.dynamic.items()}
-        for t in range(loop.n_time):
-            history.append(state)
-            params_t = dict(loop.static)
-            params_t.update({k: v[t] for k, v in dynamic_steps.items()})
-            state, fluxes = loop.step(state, {k: v[t] for k, v in forcing_steps.items()}, params_t)
-            if kept is None:
-                kept = loop.kept(fluxes)
-                collected = {name: [] for name in kept}
-            for name in kept:
-                collected[name].append(fluxes[name])
-        kept = kept or []
+        state, fluxes = run_steps(loop, history)
+        kept = list(fluxes)
         names.extend(kept)
         ctx.backend, ctx.loop, ctx.tensors, ctx.kept = backend, loop, tensors, kept
         ctx.history = history
         ctx.set_materialize_grads(False)
-        fluxes_out = [torch.stack(collected[name]) for name in kept]
-        return (*[state[name] for name in tensors.state_names], *fluxes_out)
+        return (*[state[name] for name in tensors.state_names], *fluxes.values())
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:

@@ -118,19 +118,30 @@ class EagerBackend(Backend):
     """The reference backend: a Python loop over time steps, one call of ``step`` per step."""
 
     def run(self, loop: Loop) -> tuple[TensorDict, TensorDict]:
-        forcing_steps = {k: v.unbind(0) for k, v in loop.forcings.items()}
-        dynamic_steps = {k: v.unbind(0) for k, v in loop.dynamic.items()}
-        state = dict(loop.state)
-        kept: list[str] | None = None
-        collected: dict[str, list[torch.Tensor]] = {}
-        for t in range(loop.n_time):
-            params_t = dict(loop.static)
-            for name, steps in dynamic_steps.items():
-                params_t[name] = steps[t]
-            state, fluxes = loop.step(state, {k: v[t] for k, v in forcing_steps.items()}, params_t)
-            if kept is None:
-                kept = loop.kept(fluxes)
-                collected = {name: [] for name in kept}
-            for name in kept:
-                collected[name].append(fluxes[name])
-        return state, {name: torch.stack(values) for name, values in collected.items()}
+        return run_steps(loop)
+
+
+def run_steps(loop: Loop, history: list[TensorDict] | None = None) -> tuple[TensorDict, TensorDict]:
+    """The reference loop: ``step`` once per step, fluxes stacked over time.
+
+    With ``history``, the state entering each step is appended to it (what a backward pass that
+    recomputes steps needs).
+    """
+    forcing_steps = {k: v.unbind(0) for k, v in loop.forcings.items()}
+    dynamic_steps = {k: v.unbind(0) for k, v in loop.dynamic.items()}
+    state = dict(loop.state)
+    kept: list[str] | None = None
+    collected: dict[str, list[torch.Tensor]] = {}
+    for t in range(loop.n_time):
+        if history is not None:
+            history.append(state)
+        params_t = dict(loop.static)
+        for name, steps in dynamic_steps.items():
+            params_t[name] = steps[t]
+        state, fluxes = loop.step(state, {k: v[t] for k, v in forcing_steps.items()}, params_t)
+        if kept is None:
+            kept = loop.kept(fluxes)
+            collected = {name: [] for name in kept}
+        for name in kept:
+            collected[name].append(fluxes[name])
+    return state, {name: torch.stack(values) for name, values in collected.items()}
