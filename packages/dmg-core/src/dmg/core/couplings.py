@@ -200,9 +200,9 @@ class ParameterLearning(Coupling):
                 spin = {k: v[warmup - 1].expand_as(v) if spec.is_dynamic(k) else v for k, v in params.items()}
         elif raw.dim() == 3:
             params = spec.from_raw(raw, transform=cfg.transform)
-            if spin_at_end:
+            if spin_at_end:  # the spin-up pass runs without gradient: nothing to differentiate here
                 spin = spec.from_raw(
-                    raw, transform=cfg.transform, static_step=warmup - 1, hold_dynamic=cfg.spinup_hold_dynamic
+                    raw.detach(), transform=cfg.transform, static_step=warmup - 1, hold_dynamic=cfg.spinup_hold_dynamic
                 )
         elif raw.dim() == 2:
             if spec.dynamic:
