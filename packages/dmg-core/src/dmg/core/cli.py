@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from dmg.core import registry
 from dmg.core.__about__ import __version__
-from dmg.core.errors import DmgError
+from dmg.core.errors import DmgError, InputError
 
 EXAMPLES = {
     "train": """examples:
@@ -83,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date (YYYY-MM-DD); default: first date of the data after warm-up")
     p.add_argument("--end", help="last date (YYYY-MM-DD); default: last date of the data")
     p.add_argument("--units", nargs="+", help="unit ids (default: every unit of the dataset)")
-    p.add_argument("--name", help="name of the predictions file under RUN_DIR/simulations/")
+    p.add_argument("--name", help="file name (no folders) of the predictions under RUN_DIR/simulations/")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing predictions file of that name")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
     overrides(p)
 
@@ -107,18 +109,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    args.run_folder = None
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.formatwarning = _one_line_warning
+            return _COMMANDS[args.command](args)
     except DmgError as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted; continue with `dmg train --resume RUN_DIR`", file=sys.stderr)
+        hint = f"; continue with `dmg train --resume {args.run_folder}`" if args.run_folder else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
     finally:
         _leave_process_group()
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as the command line shows them: one ``warning:`` line each."""
+    return f"warning: {message}\n"
 
 
 def _leave_process_group() -> None:
@@ -130,39 +141,52 @@ def _leave_process_group() -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dmg.core import runs
+    from dmg.core import evaluation, workflows
     from dmg.core.config import load_config
     from dmg.core.distributed import Distributed
+
+    def announce(folder) -> None:
+        args.run_folder = folder.path
+        print(f"run folder: {folder.path}", flush=True)
 
     if args.resume:
         if args.config or args.overrides:
             print("error: --resume takes the run folder only; its saved config is used", file=sys.stderr)
             return 2
-        folder = runs.resume(args.resume)
+        folder = workflows.resume(args.resume, announce)
     else:
         if not args.config:
             print("error: give a config file (or --resume RUN_DIR); see `dmg train --help`", file=sys.stderr)
             return 2
-        folder = runs.train(load_config(args.config, args.overrides), args.run_dir)
+        folder = workflows.train(load_config(args.config, args.overrides), args.run_dir, announce)
     if not Distributed.from_environment().is_main:
         return 0  # under torchrun, rank 0 reports and evaluates
-    print(f"run folder: {folder.path}")
+    print(f"trained: {folder.path}")
     if not args.no_evaluate:
-        print(runs.format_metrics(runs.evaluate(folder.path, "test")))
+        print(evaluation.format_metrics(evaluation.evaluate(folder.path, "test")))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dmg.core import runs
+    from dmg.core import evaluation
 
-    print(runs.format_metrics(runs.evaluate(args.run_dir, args.period, args.checkpoint)))
+    print(evaluation.format_metrics(evaluation.evaluate(args.run_dir, args.period, args.checkpoint)))
     return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from dmg.core import runs
+    from dmg.core import workflows
 
-    path = runs.simulate(args.run_dir, args.start, args.end, args.units, args.overrides, args.name, args.checkpoint)
+    path = workflows.simulate(
+        args.run_dir,
+        args.start,
+        args.end,
+        args.units,
+        args.overrides,
+        args.name,
+        args.checkpoint,
+        overwrite=args.overwrite,
+    )
     print(f"predictions: {path}")
     return 0
 
@@ -182,7 +206,10 @@ def _schema(args: argparse.Namespace) -> int:
     if args.output:
         from dmg.core.io import atomic_write_text
 
-        atomic_write_text(Path(args.output), text if text.endswith("\n") else text + "\n")
+        output = Path(args.output)
+        if output.is_dir():
+            raise InputError(f"--output {output} is a folder; give a file name, e.g. {output / 'schema.json'}")
+        atomic_write_text(output, text if text.endswith("\n") else text + "\n")
     else:
         print(text)
     return 0

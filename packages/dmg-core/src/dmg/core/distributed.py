@@ -16,7 +16,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from dmg.core.errors import InputError
+from dmg.core.errors import ConfigError, InputError
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run asks for: ``auto`` picks CUDA when available; a bad name is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device: {name!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    return device
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +16,18 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from dmg.core import checkpoints
 from dmg.core.config import RunConfig
 from dmg.core.data.batch import Batch
 from dmg.core.data.batching import make_batch
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.data.sampler import WindowSampler, sequential_windows
+from dmg.core.diagnostics import USUAL_CAUSES, describe_nonfinite
 from dmg.core.distributed import Distributed
 from dmg.core.errors import DmgError, InputError
-from dmg.core.io import atomic_torch_save
 from dmg.core.model import DeltaModel
+from dmg.core.runfolder import RunFolder
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
@@ -51,28 +53,15 @@ class TrainingError(DmgError, RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite)."""
 
 
+class NonFiniteLossWarning(UserWarning):
+    """A minibatch had a non-finite loss and was skipped; the message says where it came from."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's global generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """The global random states, for checkpoints."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore :func:`rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def target_loss(loss_fn: nn.Module, outputs: Mapping[str, torch.Tensor], batch: Batch) -> torch.Tensor:
@@ -123,8 +112,8 @@ class Trainer:
         Fitted on ``train_data``.
     valid_data
         Optional ``(dataset, warmup)`` of the validation period.
-    run_dir
-        Folder for checkpoints and logs.
+    folder
+        The run folder (or its path) that receives checkpoints and logs.
     callbacks
         Called as ``callback(trainer, record)`` after every epoch (e.g. to log elsewhere).
     distributed
@@ -139,7 +128,7 @@ class Trainer:
         loss_fn: nn.Module,
         train_data: ArrayDataset,
         normalizer: Normalizer | None,
-        run_dir: str | Path,
+        folder: RunFolder | str | Path,
         valid_data: tuple[ArrayDataset, int] | None = None,
         callbacks: Sequence[Callable[[Trainer, EpochRecord], None]] = (),
         distributed: Distributed | None = None,
@@ -152,7 +141,7 @@ class Trainer:
         self.train_data = train_data
         self.normalizer = normalizer
         self.valid_data = valid_data
-        self.run_dir = Path(run_dir)
+        self.folder = folder if isinstance(folder, RunFolder) else RunFolder(Path(folder))
         self.callbacks = list(callbacks)
         self.device = next(iter(model.parameters()), torch.zeros(())).device
         self.dtype = next(iter(model.parameters()), torch.zeros(())).dtype
@@ -188,9 +177,8 @@ class Trainer:
             self.scheduler = SCHEDULERS[tc.scheduler.name](self.optimizer, **options)
         self.state = TrainState()
         self._resumed = False
-        self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.log_path = self.run_dir / "log.csv"
-        self._tensorboard = _tensorboard_writer(self.run_dir / "tensorboard") if self.dist.is_main else None
+        self._nonfinite: str | None = None
+        self._tensorboard = None
 
     # ------------------------------------------------------------------ batches
     def batch(
@@ -208,6 +196,9 @@ class Trainer:
         tc = self.config.train
         if not self._resumed:
             seed_everything(self.config.seed)
+        if self.dist.is_main:
+            self.folder.write_log(self.state.history)
+            self._tensorboard = _tensorboard_writer(self.folder.tensorboard, self.state.epoch)
         while self.state.epoch < tc.epochs:
             record = self._epoch(self.state.epoch)
             self.state.history.append(record.__dict__)
@@ -217,9 +208,9 @@ class Trainer:
                 self._write_log(record)
                 if tc.progress:
                     print(_epoch_line(record, tc.epochs), flush=True)
-            self.save_checkpoint("last")
-            if improved:
+            if improved:  # best first: last.pt never names a best epoch that best.pt lacks
                 self.save_checkpoint("best")
+            self.save_checkpoint("last")
             for callback in self.callbacks:
                 callback(self, record)
             patience = tc.early_stopping.patience
@@ -242,14 +233,16 @@ class Trainer:
             bar.update(self.sampler.position)
         for units, starts in self.sampler:
             batch = self.batch(self.train_data, units, starts, tc.window, self.config.data.warmup)
-            loss = target_loss(self.loss_fn, self.parallel_model(batch, save=batch.targets), batch)
+            outputs = self.parallel_model(batch, save=batch.targets)
+            loss = target_loss(self.loss_fn, outputs, batch)
             if not self.dist.all_true(bool(torch.isfinite(loss))):
                 skipped += 1
                 streak += 1
+                self._note_nonfinite(units, starts, batch, outputs, epoch)
                 if streak >= tc.max_nonfinite:
                     raise TrainingError(
                         f"the loss was non-finite in {streak} consecutive minibatches (epoch {epoch + 1}); "
-                        "lower train.optimizer.lr, enable train.grad_clip, or check the data for extreme values"
+                        f"{self._nonfinite or USUAL_CAUSES}"
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 if bar is not None:
@@ -280,7 +273,9 @@ class Trainer:
         if bar is not None:
             bar.close()
         if count == 0:
-            raise TrainingError(f"every minibatch of epoch {epoch + 1} had a non-finite loss")
+            raise TrainingError(
+                f"every minibatch of epoch {epoch + 1} had a non-finite loss; {self._nonfinite or USUAL_CAUSES}"
+            )
         train_loss = self.dist.mean(total / count)
         valid = self.validate() if self.valid_data is not None else None
         lr = self.optimizer.param_groups[0]["lr"]
@@ -311,6 +306,20 @@ class Trainer:
             raise InputError("the validation period has no valid targets (all NaN); check data.valid")
         return float(np.average(losses, weights=weights))
 
+    def _note_nonfinite(
+        self, units: np.ndarray, starts: np.ndarray, batch: Batch, outputs: Mapping[str, torch.Tensor], epoch: int
+    ) -> None:
+        """Locate the first non-finite loss of the run, and warn once where it comes from."""
+        if self._nonfinite is not None:
+            return
+        self._nonfinite = describe_nonfinite(self.train_data, self.config.data.roles, units, starts, batch, outputs)
+        if self.dist.is_main:
+            warnings.warn(
+                f"a minibatch of epoch {epoch + 1} had a non-finite loss and was skipped; {self._nonfinite}",
+                NonFiniteLossWarning,
+                stacklevel=2,
+            )
+
     def _update_early_stopping(self, record: EpochRecord) -> bool:
         score = record.valid_loss if record.valid_loss is not None else record.train_loss
         if score < self.state.best_valid - self.config.train.early_stopping.min_delta:
@@ -321,12 +330,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _write_log(self, record: EpochRecord) -> None:
-        new = not self.log_path.exists()
-        with self.log_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(record.__dict__))
-            if new:
-                writer.writeheader()
-            writer.writerow(record.__dict__)
+        self.folder.write_log(self.state.history)
         if self._tensorboard is not None:
             for key, value in record.__dict__.items():
                 if key != "epoch" and value is not None:
@@ -335,10 +339,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, name: str) -> Path:
         """Write ``checkpoints/<name>.pt`` atomically with everything needed to resume exactly."""
-        path = self.checkpoint_dir / f"{name}.pt"
-        samplers, rngs = self.dist.gather(self.sampler.state_dict()), self.dist.gather(rng_state())
+        path = self.folder.checkpoint(name)
+        samplers, rngs = self.dist.gather(self.sampler.state_dict()), self.dist.gather(checkpoints.rng_state())
         if self.dist.is_main:
-            atomic_torch_save(
+            checkpoints.save(
                 {
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
@@ -355,19 +359,19 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, sampler, random states and progress from ``path``."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"checkpoint {path} does not exist")
+        saved = checkpoints.load(path, self.device, training=True)
+        checkpoints.load_model_state(self.model, saved, path)
         try:
-            saved = torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a truncated or foreign file
-            raise InputError(f"checkpoint {path} cannot be read: {exc}") from None
-        self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.scheduler is not None and saved.get("scheduler") is not None:
-            self.scheduler.load_state_dict(saved["scheduler"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if self.scheduler is not None and saved.get("scheduler") is not None:
+                self.scheduler.load_state_dict(saved["scheduler"])
+            self.state = TrainState(**saved["train_state"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise checkpoints.CheckpointError(
+                f"checkpoint {path}: its optimizer, scheduler or progress do not fit the run's config ({exc})"
+            ) from None
         self.sampler.load_state_dict(self.dist.own(saved["sampler"], "sampler state"))
-        set_rng_state(self.dist.own(saved["rng"], "random state"))
-        self.state = TrainState(**saved["train_state"])
+        checkpoints.set_rng_state(self.dist.own(saved["rng"], "random state"))
         self._resumed = True
 
 
@@ -389,9 +393,10 @@ def _progress(total: int, description: str, enabled: bool):
     return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True, disable=None)
 
 
-def _tensorboard_writer(path: Path):
+def _tensorboard_writer(path: Path, epoch: int):
+    """A TensorBoard writer (when installed) that drops events after ``epoch``, so a resumed run has none twice."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(path))
+    return SummaryWriter(log_dir=str(path), purge_step=epoch + 1 if epoch else None)

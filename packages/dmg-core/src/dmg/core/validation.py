@@ -11,7 +11,8 @@ import torch
 from dmg.core.build import build_loss, build_model, load_dataset
 from dmg.core.config import load_config
 from dmg.core.data.batching import make_batch
-from dmg.core.runs import period_data, resolve_device, unit_split
+from dmg.core.distributed import resolve_device
+from dmg.core.run_data import period_data, unit_split
 from dmg.core.training import target_loss
 
 

@@ -1,0 +1,345 @@
+"""Evaluation of a trained run: its model, predictions over a period, metrics, parameter recovery.
+
+``evaluate`` writes ``metrics.json``, ``predictions_<period>`` and plots into the run folder
+(holding its lock); :func:`load_trained` and :func:`predict` are shared with ``simulate``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dmg.core import checkpoints, registry
+from dmg.core.build import build_model, load_dataset
+from dmg.core.config import GENERIC_METRICS, RunConfig, load_config
+from dmg.core.couplings import CouplingContext
+from dmg.core.data.batch import Batch
+from dmg.core.data.batching import make_batch
+from dmg.core.data.dataset import ArrayDataset
+from dmg.core.data.normalizer import Normalizer
+from dmg.core.data.sampler import sequential_windows
+from dmg.core.distributed import resolve_device
+from dmg.core.errors import ConfigError, InputError
+from dmg.core.io import atomic_open, atomic_path, atomic_write_text
+from dmg.core.model import DeltaModel
+from dmg.core.parameters import ParameterSpec
+from dmg.core.plots import write_plots
+from dmg.core.run_data import check_targets, period_data, unit_split
+from dmg.core.runfolder import RunFolder
+
+TRUE_PREFIX = "true_"
+"""Datasets with known parameters (synthetic twins) store them as attributes ``true_<PARAM>``."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """The checkpoint asked for is missing and another one is used; the report says which."""
+
+
+# --------------------------------------------------------------------------- the trained model
+
+
+def load_normalizer(folder: RunFolder) -> Normalizer:
+    """The run's normalizer; a missing or damaged file is an error naming it."""
+    try:
+        return Normalizer.load(folder.normalizer)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{folder.normalizer} is damaged and cannot be read ({exc})") from None
+
+
+def choose_checkpoint(folder: RunFolder, wanted: str) -> tuple[Path, str]:
+    """The checkpoint file to use for ``wanted`` and an honest label of it.
+
+    ``best`` falls back to ``last`` (with a warning and the label saying so) when a run has no
+    ``best.pt`` yet; a ``best.pt`` older than the best epoch ``last.pt`` records is refused.
+    """
+    path = folder.checkpoint(wanted)
+    last = folder.checkpoint("last")
+    if wanted == "best" and path.is_file() and last.is_file():
+        saved_last = checkpoints.load(last, "cpu")
+        if "train_state" in saved_last:
+            checkpoints.check_best(saved_last, checkpoints.load(path, "cpu"), path)
+    if path.is_file():
+        return path, wanted
+    if wanted == "best" and last.is_file():
+        warnings.warn(
+            f"{folder.path} has no best.pt (no epoch finished yet); using last.pt", CheckpointFallbackWarning, 2
+        )
+        return last, "last, as best.pt is missing"
+    raise InputError(f"run {folder.path} has no checkpoint {path.name}; has training finished an epoch?")
+
+
+def load_trained(
+    folder: RunFolder, checkpoint: str = "best", overrides: Sequence[str] = ()
+) -> tuple[RunConfig, DeltaModel, Normalizer, str]:
+    """The config, the trained model, the normalizer of a run, and the label of the checkpoint used."""
+    config = load_config(folder.config, overrides)
+    path, label = choose_checkpoint(folder, checkpoint)
+    device = resolve_device(config.device)
+    model = build_model(config).to(device)
+    checkpoints.load_model_state(model, checkpoints.load(path, device), path)
+    model.eval()
+    return config, model, load_normalizer(folder), label
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@torch.no_grad()
+def predict(
+    config: RunConfig,
+    model: DeltaModel,
+    normalizer: Normalizer,
+    data: ArrayDataset,
+    warmup: int,
+    with_targets: bool = True,
+) -> dict[str, np.ndarray]:
+    """Every ``[time, unit]`` output over the period after ``warmup``, as ``[time - warmup, unit]`` arrays.
+
+    Raises
+    ------
+    InputError
+        If an output is non-finite, naming the output, the unit and the first date.
+    """
+    roles = config.data.roles if with_targets else config.data.roles.model_copy(update={"targets": {}})
+    param = next(iter(model.parameters()))
+    n_time = data.n_time - warmup
+    outputs: dict[str, np.ndarray] = {}
+    for w in sequential_windows(data.n_units, data.n_time, None, warmup, config.evaluate.units_per_batch):
+        batch = make_batch(data, roles, normalizer, w.units, w.start, w.length, warmup, dtype=param.dtype)
+        out = model(batch.to(param.device))
+        for name, value in out.items():
+            if value.dim() == 2 and value.shape[0] == n_time:
+                outputs.setdefault(name, np.full((n_time, data.n_units), np.nan, dtype=np.float32))
+                outputs[name][:, w.units] = value.float().cpu().numpy()
+    for name, value in outputs.items():
+        bad = ~np.isfinite(value)
+        if bad.any():
+            step, unit = (int(i[0]) for i in np.nonzero(bad))
+            raise InputError(
+                f"the model's output {name} is non-finite for {int(bad.any(0).sum())} of {data.n_units} units, first "
+                f"at unit {data.unit_ids[unit]} on {data.dates[warmup + step]}; check that unit's inputs for "
+                "extreme values or wrong units"
+            )
+    return outputs
+
+
+def save_predictions(
+    stem: Path, values: Mapping[str, np.ndarray], unit_ids: Sequence[str], dates: np.ndarray, fmt: str = "auto"
+) -> Path:
+    """Write ``[time, unit]`` arrays with unit ids and dates: NetCDF through xarray when available, else npz."""
+    use_netcdf = fmt == "netcdf"
+    if fmt == "auto":
+        try:
+            import netCDF4  # noqa: F401
+            import xarray  # noqa: F401
+
+            use_netcdf = True
+        except ImportError:
+            use_netcdf = False
+    if use_netcdf:
+        import xarray as xr
+
+        path = stem.with_suffix(".nc")
+        ds = xr.Dataset(
+            {k: (("time", "unit"), v) for k, v in values.items()},
+            coords={"time": np.asarray(dates, dtype="datetime64[ns]"), "unit": list(unit_ids)},
+        )
+        with atomic_path(path) as partial:
+            ds.to_netcdf(partial)
+        return path
+    path = stem.with_suffix(".npz")
+    with atomic_open(path, "wb") as fh:
+        np.savez(
+            fh, unit_ids=np.asarray(unit_ids, dtype=str), dates=np.asarray(dates, dtype="datetime64[D]"), **dict(values)
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
+    """Metrics per unit and summarised, for one period of a run; writes metrics.json and predictions."""
+    folder = RunFolder.existing(run_dir)
+    with folder.lock("evaluate"):
+        config = load_config(folder.config)
+        config, model, normalizer, label = load_trained(folder, checkpoint or config.evaluate.checkpoint)
+        chosen = getattr(config.data, period, None)
+        if period not in ("train", "valid", "test") or chosen is None:
+            raise ConfigError(f"period must be 'train', 'valid' or 'test' (and configured), got {period!r}")
+        dataset = load_dataset(config)
+        train_ids, test_ids = unit_split(config, dataset)
+        units = test_ids if period == "test" else train_ids
+        data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False)
+        check_targets(config, data, warmup, period)
+        predictions = predict(config, model, normalizer, data, warmup)
+        report = metrics_report(config, data, warmup, predictions, period, label)
+        learned = learned_parameter_summary(config, model, normalizer, data, warmup)
+        recovery = parameter_recovery(model.phy_model.parameter_spec, learned, data)
+        if recovery:
+            report["parameters"] = recovery
+        dates = data.dates[warmup:]
+        if config.evaluate.plots:
+            write_plots(
+                folder.plots, period, predictions, data.unit_ids, dates, report, learned, config.evaluate.plot_units
+            )
+        save_predictions(folder.predictions(period), predictions, data.unit_ids, dates, config.output.predictions)
+        metrics = _read_metrics(folder)
+        metrics[period] = report
+        atomic_write_text(folder.metrics, json.dumps(metrics, indent=2))
+    return report
+
+
+def metrics_report(
+    config: RunConfig,
+    data: ArrayDataset,
+    warmup: int,
+    predictions: dict[str, np.ndarray],
+    period: str,
+    checkpoint_label: str,
+) -> dict[str, Any]:
+    """Every metric per unit and summarised for each target; adds ``<output>_observed`` to ``predictions``."""
+    dates = data.dates[warmup:]
+    metric_fns = {name: registry.get("dmg.metrics", name) for name in evaluation_metrics(config)}
+    report: dict[str, Any] = {
+        "period": period,
+        "start": str(dates[0]),
+        "end": str(dates[-1]),
+        "checkpoint": checkpoint_label,
+        "targets": {},
+    }
+    for output, variable in config.data.roles.targets.items():
+        observed = np.array(data.variable(variable)[:, warmup:].T)  # [time, unit]
+        simulated = predictions[output]
+        per_unit = {
+            m: np.asarray(fn(torch.as_tensor(simulated), torch.as_tensor(observed)), dtype=float)
+            for m, fn in metric_fns.items()
+        }
+        report["targets"][output] = {
+            "variable": variable,
+            "summary": {
+                m: {"median": _nan_stat(np.nanmedian, v), "mean": _nan_stat(np.nanmean, v)} for m, v in per_unit.items()
+            },
+            "per_unit": {
+                uid: {m: _finite_or_none(per_unit[m][i]) for m in per_unit} for i, uid in enumerate(data.unit_ids)
+            },
+        }
+        predictions[f"{output}_observed"] = observed.astype(np.float32)
+    return report
+
+
+def evaluation_metrics(config: RunConfig) -> list[str]:
+    """``evaluate.metrics``, else the dataset component's ``default_metrics``, else the generic ones."""
+    if config.evaluate.metrics is not None:
+        return list(config.evaluate.metrics)
+    dataset = registry.get("dmg.datasets", config.data.dataset.name)
+    return list(getattr(dataset, "default_metrics", GENERIC_METRICS))
+
+
+def _read_metrics(folder: RunFolder) -> dict[str, Any]:
+    if not folder.metrics.is_file():
+        return {}
+    try:
+        metrics = json.loads(folder.metrics.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"{folder.metrics} is damaged ({exc}); move it away and evaluate again to rewrite it"
+        ) from None
+    if not isinstance(metrics, dict):
+        raise InputError(f"{folder.metrics} is damaged (not a mapping of periods); move it away and evaluate again")
+    return metrics
+
+
+# --------------------------------------------------------------------------- learned parameters
+
+
+@torch.no_grad()
+def learned_parameters(model: DeltaModel, batch: Batch) -> dict[str, torch.Tensor]:
+    """Physical parameters the model's couplings supply for ``batch`` (before the physics runs)."""
+    ctx = CouplingContext(batch=batch, networks=model.networks, phy_model=model.phy_model)
+    for coupling in model.couplings:
+        coupling.before(ctx)
+    return ctx.params
+
+
+def learned_parameter_summary(
+    config: RunConfig, model: DeltaModel, normalizer: Normalizer, data: ArrayDataset, warmup: int
+) -> dict[str, np.ndarray]:
+    """Each learned parameter per unit ``[unit]``: averaged over components and, if dynamic, over time."""
+    spec = model.phy_model.parameter_spec
+    roles = config.data.roles.model_copy(update={"targets": {}})
+    param = next(iter(model.parameters()))
+    units = np.arange(data.n_units)
+    batch = make_batch(data, roles, normalizer, units, 0, data.n_time - warmup, warmup, dtype=param.dtype)
+    summary = {}
+    for name, value in learned_parameters(model, batch.to(param.device)).items():
+        p = spec[name]
+        value = value.float()
+        if spec.is_dynamic(name) and value.dim() == (3 if p.per_component else 2):
+            value = value.mean(0)
+        if p.per_component:
+            value = value.mean(-1)
+        summary[name] = value.cpu().numpy()
+    return summary
+
+
+def parameter_recovery(
+    spec: ParameterSpec, learned: Mapping[str, np.ndarray], data: ArrayDataset
+) -> dict[str, dict[str, float | None]]:
+    """How well learned parameters (see :func:`learned_parameter_summary`) match known ones.
+
+    Known values are attributes ``true_<PARAM>`` of the dataset (synthetic twins have them). Reported
+    per parameter: the median absolute error as a fraction of the parameter's range, and the
+    correlation across units.
+    """
+    report = {}
+    for name, estimate in learned.items():
+        if f"{TRUE_PREFIX}{name}" not in data.attribute_names:
+            continue
+        truth = data.attribute(f"{TRUE_PREFIX}{name}")
+        width = (spec[name].high - spec[name].low) or 1.0
+        corr = np.corrcoef(estimate, truth)[0, 1] if estimate.std() > 0 and truth.std() > 0 else float("nan")
+        report[name] = {
+            "median_abs_error_of_range": float(np.median(np.abs(estimate - truth)) / width),
+            "correlation": _finite_or_none(float(corr)),
+        }
+    return report
+
+
+# --------------------------------------------------------------------------- text
+
+
+def format_metrics(report: Mapping[str, Any]) -> str:
+    """A plain-text table of the summary metrics of one evaluated period."""
+    lines = [f"{report['period']} period {report['start']} to {report['end']} ({report['checkpoint']} checkpoint)"]
+    for output, entry in report["targets"].items():
+        n = len(entry["per_unit"])
+        lines.append(f"{output} ({entry['variable']}), {n} units:")
+        lines.append(f"  {'metric':<14}{'median':>10}{'mean':>10}")
+        for metric, stats in entry["summary"].items():
+            med = "n/a" if stats["median"] is None else f"{stats['median']:.4f}"
+            mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.4f}"
+            lines.append(f"  {metric:<14}{med:>10}{mean:>10}")
+    if report.get("parameters"):
+        lines.append("parameter recovery (learned vs true, component mean):")
+        lines.append(f"  {'parameter':<14}{'|error|/range':>14}{'corr':>8}")
+        for name, entry in report["parameters"].items():
+            corr = "n/a" if entry["correlation"] is None else f"{entry['correlation']:.3f}"
+            lines.append(f"  {name:<14}{entry['median_abs_error_of_range']:>14.3f}{corr:>8}")
+    return "\n".join(lines)
+
+
+def _nan_stat(fn, values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(fn(finite)) if finite.size else None
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None

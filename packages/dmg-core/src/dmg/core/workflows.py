@@ -1,0 +1,225 @@
+"""The workflows of the command line: train a new run, resume one, simulate with a trained one.
+
+Each holds its run folder's lock while it writes the folder. A run is never lost or left
+inconsistent: a start that fails before its first checkpoint removes what it wrote, a folder
+with no checkpoint (a start killed early) is resumed from scratch or reused by a new run, and
+resuming removes leftovers of interrupted writes, repairs a ``best.pt`` that an interrupted
+epoch left stale when it can, and rewrites ``log.csv`` from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from dmg.core import checkpoints
+from dmg.core.build import build_loss, build_model, load_dataset
+from dmg.core.config import Period, RunConfig, config_error, dump_config, load_config
+from dmg.core.data.dataset import ArrayDataset
+from dmg.core.data.normalizer import Normalizer
+from dmg.core.distributed import Distributed, resolve_device
+from dmg.core.errors import DmgError, InputError
+from dmg.core.evaluation import load_normalizer, load_trained, predict, save_predictions
+from dmg.core.io import atomic_path
+from dmg.core.run_data import check_targets, period_data, unit_split
+from dmg.core.runfolder import RunFolder
+from dmg.core.training import Trainer, seed_everything
+
+Announce = Callable[[RunFolder], None]
+"""Called with the run folder as soon as it is known (the command line prints it)."""
+
+
+def run_path(config: RunConfig, run_dir: str | Path | None = None) -> Path:
+    """Where a new run goes: ``run_dir``, else ``output.root/output.name`` (a timestamp by default)."""
+    if run_dir is not None:
+        return Path(run_dir)
+    name = config.output.name or dt.datetime.now().strftime("run_%Y%m%d_%H%M%S")
+    return Path(config.output.root) / name
+
+
+def train(config: RunConfig, run_dir: str | Path | None = None, announce: Announce | None = None) -> RunFolder:
+    """Train a new run; returns its folder. Under ``torchrun`` every process trains, rank 0 writes."""
+    distributed = Distributed.from_environment()
+    seed_everything(config.seed)
+    dataset, train_ids = _training_units(config)
+    train_data, _ = _training_data(config, dataset, train_ids)
+    normalizer = config.data.roles.fit_normalizer(train_data)
+    with contextlib.ExitStack() as held:
+        status: tuple[str, str] | None = None
+        if distributed.is_main:
+            try:
+                folder = RunFolder.prepare_new(run_path(config, run_dir))
+                held.enter_context(folder.lock("dmg train"))
+                folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
+                folder.remove_unfinished_start()
+                folder.write_text(folder.config, dump_config(config))
+                normalizer.save(folder.normalizer)
+                status = ("ok", str(folder.path))
+            except DmgError as exc:
+                if not distributed.enabled:
+                    raise
+                status = ("error", str(exc))
+        kind, detail = distributed.broadcast(status)
+        if kind == "error":
+            raise InputError(detail)
+        folder = RunFolder(Path(detail))
+        if announce is not None and distributed.is_main:
+            announce(folder)
+        try:
+            _trainer(config, folder, normalizer, dataset, train_ids, distributed).fit()
+        except Exception:
+            if distributed.is_main:
+                folder.remove_unfinished_start()  # a failed start leaves nothing behind
+            raise
+    return folder
+    folder = RunFolder.prepare_new(run_path(config, run_dir))
+    with folder.lock("dmg train"):
+        folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
+        folder.remove_unfinished_start()
+        try:
+            folder.write_text(folder.config, dump_config(config))
+            normalizer.save(folder.normalizer)
+            distributed.broadcast(str(folder.path))
+            if announce is not None:
+                announce(folder)
+            _trainer(config, folder, normalizer, dataset, train_ids, distributed).fit()
+        except Exception:
+            folder.remove_unfinished_start()  # a failed start leaves nothing behind
+            raise
+    return folder
+
+
+def resume(run_dir: str | Path, announce: Announce | None = None) -> RunFolder:
+    """Continue a run from its last checkpoint: the result equals an uninterrupted run.
+
+    A run with no ``last.pt`` (killed before its first checkpoint) starts again from scratch.
+    """
+    distributed = Distributed.from_environment()
+    folder = RunFolder.existing(run_dir)
+    with folder.lock("dmg train --resume") if distributed.is_main else contextlib.nullcontext():
+        if distributed.is_main:
+            folder.remove_temporary_files()
+        distributed.barrier()
+        config = load_config(folder.config)
+        if announce is not None:
+            announce(folder)
+        last = folder.checkpoint("last")
+        if not last.is_file():
+            seed_everything(config.seed)
+        dataset, train_ids = _training_units(config)
+        train_data, _ = _training_data(config, dataset, train_ids)
+        if folder.normalizer.is_file():
+            normalizer = load_normalizer(folder)
+        else:
+            normalizer = config.data.roles.fit_normalizer(train_data)
+            if distributed.is_main:
+                normalizer.save(folder.normalizer)
+        trainer = _trainer(config, folder, normalizer, dataset, train_ids, distributed)
+        if last.is_file():
+            if distributed.is_main:
+                repair_best(folder)
+            distributed.barrier()
+            trainer.load_checkpoint(last)
+        trainer.fit()
+    return folder
+
+
+def repair_best(folder: RunFolder) -> None:
+    """Make ``best.pt`` hold the best epoch ``last.pt`` records, or raise if that cannot be done.
+
+    When the best epoch is the last finished one and ``last.pt`` was written at its end, the two
+    checkpoints of that epoch are the same file, so ``best.pt`` is restored from ``last.pt``.
+    """
+    last_path, best_path = folder.checkpoint("last"), folder.checkpoint("best")
+    last = checkpoints.load(last_path, "cpu", training=True)
+    best = checkpoints.load(best_path, "cpu", training=True) if best_path.is_file() else None
+    try:
+        checkpoints.check_best(last, best, best_path)
+    except checkpoints.CheckpointError:
+        state = last["train_state"]
+        if not (state["best_epoch"] == state["epoch"] and state.get("partial") is None):
+            raise
+        with atomic_path(best_path) as tmp:
+            shutil.copyfile(last_path, tmp)
+
+
+def simulate(
+    run_dir: str | Path,
+    start: str | None,
+    end: str | None,
+    units: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    name: str | None = None,
+    checkpoint: str = "best",
+    overwrite: bool = False,
+) -> Path:
+    """Run a trained model on a new period and/or new units (no targets needed); returns the predictions file.
+
+    The file goes to ``simulations/<name>`` inside the run folder; an existing one is kept unless
+    ``overwrite``.
+    """
+    folder = RunFolder.existing(run_dir)
+    period = _period(start, end)
+    stem = folder.simulation(name) if name is not None else None
+    with folder.lock("dmg simulate"):
+        config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
+        dataset = load_dataset(config)
+        ids = list(units) if units else list(dataset.unit_ids)
+        unknown = [u for u in ids if u not in dataset.unit_ids]
+        if unknown:
+            raise InputError(f"--units: the dataset has no unit {', '.join(unknown[:5])}")
+        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False)
+        if stem is None:
+            stem = folder.simulation(f"{data.dates[warmup]}_{data.dates[-1]}".replace(":", ""))
+        existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
+        if existing and not overwrite:
+            raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
+        predictions = predict(config, model, normalizer, data, warmup, with_targets=False)
+        return save_predictions(stem, predictions, data.unit_ids, data.dates[warmup:], config.output.predictions)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _training_units(config: RunConfig) -> tuple[ArrayDataset, list[str]]:
+    dataset = load_dataset(config)
+    train_ids, _ = unit_split(config, dataset)
+    return dataset, train_ids
+
+
+def _training_data(config: RunConfig, dataset: ArrayDataset, train_ids: list[str]) -> tuple[ArrayDataset, int]:
+    data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    check_targets(config, data, warmup, "train")
+    return data, warmup
+
+
+def _trainer(
+    config: RunConfig,
+    folder: RunFolder,
+    normalizer: Normalizer | None,
+    dataset: ArrayDataset,
+    train_ids: list[str],
+    distributed: Distributed,
+) -> Trainer:
+    train_data, _ = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    valid = None
+    if config.data.valid is not None:
+        valid = period_data(config, dataset, config.data.valid, train_ids, strict_warmup=False)
+        check_targets(config, *valid, "valid")
+    device = distributed.device(resolve_device(config.device))
+    model = build_model(config).to(device)
+    return Trainer(
+        config, model, build_loss(config), train_data, normalizer, folder, valid_data=valid, distributed=distributed
+    )
+
+
+def _period(start: str | None, end: str | None) -> Period:
+    try:
+        return Period(start=start, end=end)
+    except ValidationError as exc:
+        raise config_error(exc, Period, where=" in --start/--end") from None
