@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dmg.core.errors import DmgError
+from dmg.core.faults import fault_point
 
 __all__ = [
     "TEMPORARY_SUFFIX",
@@ -71,7 +72,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _sync(tmp)
         os.chmod(tmp, file_mode())
+        fault_point(f"written, not yet renamed: {target.name}")
         os.replace(tmp, target)
+        fault_point(f"renamed: {target.name}")
     except (OSError, RuntimeError) as exc:
         _remove(tmp)
         if isinstance(exc, DmgError):

@@ -159,7 +159,10 @@ class RunFolder:
         if not folder.path.is_dir():
             raise InputError(f"{path} is not a run folder: no such folder")
         if not folder.config.is_file():
-            raise InputError(f"{path} is not a run folder: it has no {CONFIG_FILE}")
+            started = " (a start interrupted before writing it: run `dmg train` again with --run-dir " + str(path) + ")"
+            raise InputError(
+                f"{path} is not a run folder: it has no {CONFIG_FILE}{started if folder.is_unfinished_start() else ''}"
+            )
         return folder
 
     @classmethod

@@ -26,6 +26,7 @@ from dmg.core.data.sampler import WindowSampler, sequential_windows
 from dmg.core.diagnostics import USUAL_CAUSES, describe_nonfinite
 from dmg.core.distributed import Distributed
 from dmg.core.errors import DmgError, InputError
+from dmg.core.faults import fault_point
 from dmg.core.model import DeltaModel
 from dmg.core.runfolder import RunFolder
 
@@ -256,6 +257,7 @@ class Trainer:
             self.optimizer.step()
             total += float(loss.detach())
             count += 1
+            fault_point(f"epoch {epoch + 1}, after a minibatch")
             if bar is not None:
                 bar.set_postfix(loss=f"{total / count:.4g}")
                 bar.update(1)
