@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dmg.core.data._files import atomic_open
+from dmg.core.io import atomic_open
 from dmg.core.data._names import DateLike, describe_missing, duplicates, to_datetime64
 from dmg.core.errors import InputError, ShapeError
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from dmg.core.data._files import atomic_open
+from dmg.core.io import atomic_open
 from dmg.core.data._names import describe_missing
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.errors import ConfigError, InputError, ShapeError
