@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -13,10 +17,12 @@ import yaml
 from pydantic import Field
 from torch import nn
 
-from dmg.core import Batch, ConfigError, registry
+from dmg.core import Batch, ConfigError, checkpoints, registry
 from dmg.core.cli import main
 from dmg.core.components import NetworkConfig
 from dmg.core.data import ArrayDataset
+from dmg.core.io import atomic_write_text
+from dmg.core.runfolder import RunFolder
 from dmg.core.testing.models import ToyReservoir
 
 
@@ -388,3 +394,338 @@ def test_engine_section_builds_the_engine_and_rejects_unknown_backends(setup):
     assert model.engine.memory == Recompute(16) and model.engine.backend.name == "EagerBackend"
     with pytest.raises(ConfigError, match=r"engine.backend.name: no backends component named 'eagr'.*'eager'"):
         load_config(write_config(setup), ["engine.backend.name=eagr"])
+
+
+# --------------------------------------------------------------------------- run folders a user can trust
+
+
+@pytest.fixture
+def trained(setup, capsys):
+    """A finished three-epoch run (no evaluation yet)."""
+    cfg = write_config(setup, train__epochs=3, train__iterations_per_epoch=4)
+    assert main(["train", cfg, "--run-dir", str(setup / "run"), "--no-evaluate"]) == 0
+    capsys.readouterr()
+    return setup / "run"
+
+
+def _one_error(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    lines = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+def _tensors_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- silent wrong results
+
+
+def test_a_stale_best_checkpoint_is_refused_then_repaired_by_resume(trained, capsys):
+    folder = RunFolder(trained)
+    last = checkpoints.load(folder.checkpoint("last"))
+    assert last["train_state"]["best_epoch"] == 3  # the loss fell every epoch
+    stale = dict(last, train_state={**last["train_state"], "epoch": 2})
+    stale["model"] = {k: v + 1 for k, v in last["model"].items()}
+    checkpoints.save(stale, folder.checkpoint("best"))  # as a kill inside the last best.pt write left it
+    assert main(["evaluate", str(trained)]) == 2
+    assert "best.pt holds epoch 2 but the run's best epoch is 3" in _one_error(capsys)
+    assert main(["train", "--resume", str(trained), "--no-evaluate"]) == 0
+    repaired = checkpoints.load(folder.checkpoint("best"))
+    assert repaired["train_state"]["epoch"] == 3 and _tensors_equal(repaired["model"], last["model"])
+    assert main(["evaluate", str(trained)]) == 0
+
+
+def test_best_is_written_before_last(setup, monkeypatch, capsys):
+    from dmg.core.training import Trainer
+
+    order = []
+    real = Trainer.save_checkpoint
+    monkeypatch.setattr(Trainer, "save_checkpoint", lambda self, name: order.append(name) or real(self, name))
+    cfg = write_config(setup, train__epochs=2, train__iterations_per_epoch=2)
+    assert main(["train", cfg, "--run-dir", str(setup / "r"), "--no-evaluate"]) == 0
+    assert order[:2] == ["best", "last"]
+
+
+def _dataset_with_variable(setup, name, change) -> None:
+    data = simulate_dataset()
+    values = data.data.copy()
+    values[:, :, data.variable_index(name)] = change(values[:, :, data.variable_index(name)].copy())
+    ArrayDataset(
+        values, data.variables, data.unit_ids, data.dates, data.attributes, data.attribute_names, data.units
+    ).save(setup / "data.npz")
+
+
+def test_training_on_no_observation_is_refused(setup, capsys):
+    _dataset_with_variable(setup, "Q", lambda q: np.full_like(q, np.nan))
+    cfg = write_config(setup)
+    assert main(["train", cfg, "--run-dir", str(setup / "r"), "--no-evaluate"]) == 2
+    assert "data.train: the target Q (variable 'Q') has no observation" in _one_error(capsys)
+    assert not (setup / "r").exists()
+    assert main(["validate", cfg]) == 2
+    assert "has no observation" in _one_error(capsys)
+
+
+def test_units_without_observations_are_named(setup, capsys):
+    def two_empty(q):
+        q[:2] = np.nan
+        return q
+
+    _dataset_with_variable(setup, "Q", two_empty)
+    cfg = write_config(setup, train__epochs=1, train__iterations_per_epoch=2)
+    with pytest.warns(UserWarning, match=r"2 of 8 units have no observation of Q .*: unit00, unit01"):
+        assert main(["train", cfg, "--run-dir", str(setup / "r"), "--no-evaluate"]) == 0
+
+
+def test_evaluate_says_when_it_falls_back_to_last(trained, capsys):
+    RunFolder(trained).checkpoint("best").unlink()
+    with pytest.warns(UserWarning, match="no best.pt"):
+        assert main(["evaluate", str(trained)]) == 0
+    assert "(last, as best.pt is missing checkpoint)" in capsys.readouterr().out
+    assert json.loads((trained / "metrics.json").read_text())["test"]["checkpoint"] == "last, as best.pt is missing"
+
+
+def test_a_huge_input_is_named_with_its_unit_and_date(setup, capsys):
+    def spike(p):
+        p[3, 400] = 1e30
+        return p
+
+    _dataset_with_variable(setup, "P", spike)
+    cfg = write_config(setup, train__epochs=1, train__iterations_per_epoch=3, train__max_nonfinite=1, train__window=365)
+    assert main(["train", cfg, "--run-dir", str(setup / "r"), "--no-evaluate"]) == 2
+    err = _one_error(capsys)
+    assert "output Q reaches" in err and "at unit unit03" in err
+    assert "forcing P (variable 'P', mm/day) = 1e+30 at unit unit03 on 2001-02-04" in err
+    assert "usual causes" in err
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def test_a_second_writer_is_refused_naming_the_holder(trained, capsys):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from dmg.core.runfolder import RunFolder
+                with RunFolder({str(trained)!r}).lock("dmg train --resume"):
+                    print("locked", flush=True)
+                    sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rows = (trained / "log.csv").read_text()
+        assert main(["train", "--resume", str(trained), "--no-evaluate"]) == 2
+        err = _one_error(capsys)
+        assert f"is in use by process {holder.pid} (dmg train --resume)" in err
+        assert main(["evaluate", str(trained)]) == 2
+        assert (trained / "log.csv").read_text() == rows
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert main(["evaluate", str(trained)]) == 0  # released when the holder ends
+
+
+# --------------------------------------------------------------------------- security
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_a_foreign_object_is_refused_and_runs_nothing(trained, capsys):
+    marker = trained.parent / "pwned"
+    path = RunFolder(trained).checkpoint("best")
+    saved = torch.load(path, weights_only=True)
+    saved["extra"] = _Planted(marker)
+    torch.save(saved, path)
+    assert main(["evaluate", str(trained)]) == 2
+    err = _one_error(capsys)
+    assert "holds Python objects other than tensors" in err and "refused" in err
+    assert not marker.exists()
+
+
+def test_checkpoints_load_with_weights_only(trained):
+    saved = torch.load(RunFolder(trained).checkpoint("last"), weights_only=True)
+    assert {"model", "optimizer", "sampler", "rng", "train_state", "format"} <= set(saved)
+
+
+def test_simulate_names_stay_inside_the_run_folder(trained, tmp_path, capsys):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    for name in (str(victim), "../../x", "a/b", ".."):
+        assert main(["simulate", str(trained), "--name", name]) == 2
+        assert "give a plain file name" in _one_error(capsys)
+    assert victim.read_text() == "keep me"
+    assert not (trained.parent / "x.npz").exists()
+    assert main(["simulate", str(trained), "--start", "2002-01-01", "--name", "s1"]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(trained), "--start", "2002-01-01", "--name", "s1"]) == 2
+    assert "already exists" in _one_error(capsys) and "--overwrite" in capsys.readouterr().err + "--overwrite"
+    assert main(["simulate", str(trained), "--start", "2002-01-01", "--name", "s1", "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_respect_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        mode = (tmp_path / "a.txt").stat().st_mode & 0o777
+    finally:
+        os.umask(old)
+    assert mode == 0o666 & ~umask
+
+
+def test_run_files_get_the_same_mode(trained):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in trained.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert len(set(modes.values())) == 1, modes
+
+
+# --------------------------------------------------------------------------- clean errors
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(b""), "is empty"),
+        (lambda p: p.write_bytes(p.read_bytes()[:1000]), "truncated or not a checkpoint"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), "truncated or not a checkpoint"),
+        (lambda p: p.write_bytes(np.random.default_rng(1).bytes(50)), "truncated or not a checkpoint"),
+        (lambda p: torch.save({"weights": torch.zeros(2)}, p), "it has no model"),
+        (lambda p: torch.save([1, 2], p), "holds a list"),
+        (
+            lambda p: torch.save({"model": {"net.0.weight": torch.zeros(3, 3)}}, p),
+            "does not fit the run's model",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "simulate", "resume"])
+def test_damaged_checkpoints_give_one_error_line(trained, capsys, damage, message, command):
+    folder = RunFolder(trained)
+    for name in ("best", "last"):
+        damage(folder.checkpoint(name))
+    args = {
+        "evaluate": ["evaluate", str(trained)],
+        "simulate": ["simulate", str(trained)],
+        "resume": ["train", "--resume", str(trained), "--no-evaluate"],
+    }[command]
+    assert main(args) == 2
+    err = _one_error(capsys)
+    assert "checkpoints" in err
+    assert message in err or (command == "resume" and "not a dmg training checkpoint" in err), err
+
+
+@pytest.mark.parametrize("name", ["normalizer.json", "metrics.json"])
+def test_damaged_json_files_give_one_error_line(trained, capsys, name):
+    (trained / name).write_text("{not json")
+    assert main(["evaluate", str(trained)]) == 2
+    assert name in _one_error(capsys)
+
+
+@pytest.mark.parametrize(
+    "start, end, message",
+    [("2002-05-01", "2002-02-01", "before start"), ("2002-13-45", None, "start"), ("yesterday", None, "start")],
+)
+def test_bad_simulation_dates_give_one_error_line(trained, capsys, start, end, message):
+    args = ["simulate", str(trained), "--start", start] + (["--end", end] if end else [])
+    assert main(args) == 2
+    err = _one_error(capsys)
+    assert message in err and "--start" in err
+
+
+def test_schema_output_to_a_folder_is_an_error(tmp_path, capsys):
+    assert main(["schema", "--output", str(tmp_path)]) == 2
+    assert "is a folder" in _one_error(capsys)
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_previous_one(tmp_path):
+    """A file-size limit makes writes fail as a full disk does; the previous checkpoint survives."""
+    target = tmp_path / "last.pt"
+    checkpoints.save({"model": {"w": torch.zeros(4)}}, target)
+    before = target.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import resource, signal, sys, torch
+        from dmg.core import checkpoints
+        from dmg.core.errors import DmgError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            checkpoints.save({{"model": {{"w": torch.zeros(100_000)}}}}, {str(target)!r})
+        except DmgError as exc:
+            print(exc)
+            sys.exit(3)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert f"could not write {target}" in done.stdout and "the previous last.pt is intact" in done.stdout
+    assert target.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_resumed_or_restarted(setup, capsys):
+    cfg = write_config(setup, train__epochs=1, train__iterations_per_epoch=2, output__name="early")
+    assert main(["train", cfg, "--no-evaluate"]) == 0
+    run = setup / "runs" / "early"
+    shutil.rmtree(run / "checkpoints")
+    (run / "log.csv").unlink()
+    (run / ".normalizer.json.1234.tmp").write_text("half")
+    assert main(["train", "--resume", str(run), "--no-evaluate"]) == 0  # from scratch
+    assert RunFolder(run).checkpoint("last").is_file() and not list(run.glob("*.tmp"))
+    shutil.rmtree(run / "checkpoints")
+    capsys.readouterr()
+    assert main(["train", cfg, "--no-evaluate"]) == 0  # the same output.name is reused
+    assert f"run folder: {run}" in capsys.readouterr().out
+
+
+def test_a_failed_start_leaves_nothing_behind(setup, monkeypatch, capsys):
+    from dmg.core import workflows
+    from dmg.core.errors import InputError
+
+    def broken(*args, **kwargs):
+        raise InputError("boom")
+
+    monkeypatch.setattr(workflows, "Trainer", broken)
+    cfg = write_config(setup, output__name="failed")
+    assert main(["train", cfg, "--no-evaluate"]) == 2
+    run = setup / "runs" / "failed"
+    assert not run.exists() or [p.name for p in run.iterdir()] in ([], [".lock"])
+
+
+def test_resume_rewrites_the_log_from_the_checkpoint(trained):
+    rows = (trained / "log.csv").read_text()
+    (trained / "log.csv").write_text(rows + rows.splitlines()[-1] + "\n")  # a row the checkpoint does not have
+    assert main(["train", "--resume", str(trained), "--no-evaluate"]) == 0
+    assert (trained / "log.csv").read_text() == rows
+
+
+def test_ctrl_c_names_the_run_folder_to_resume(setup, monkeypatch, capsys):
+    from dmg.core.training import Trainer
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    cfg = write_config(setup)
+    assert main(["train", cfg, "--run-dir", str(setup / "r")]) == 130
+    captured = capsys.readouterr()
+    assert f"run folder: {setup / 'r'}" in captured.out
+    assert f"dmg train --resume {setup / 'r'}" in captured.err

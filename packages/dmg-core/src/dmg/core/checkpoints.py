@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,16 +63,15 @@ def load(path: str | Path, map_location: torch.device | str | None = None, *, tr
     try:
         saved = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).splitlines()
-        unsafe = next((line.strip() for line in detail if "GLOBAL" in line or "Unsupported" in line), "")
-        if "weights only" in str(exc).lower() or unsafe:
+        unsafe = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        if unsafe:
             raise CheckpointError(
-                f"checkpoint {path} holds Python objects other than tensors and plain values"
-                f"{f' ({unsafe})' if unsafe else ''}; it was refused because loading it could run code. "
-                "dmg checkpoints never hold such objects: this file was not written by dmg, or was altered"
+                f"checkpoint {path} holds Python objects other than tensors and plain values ({unsafe}); "
+                "it was refused because loading it could run code. dmg checkpoints never hold such objects: "
+                "this file was not written by dmg, or was altered"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is not a readable checkpoint ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint file (unreadable pickle)") from None
+    except Exception as exc:  # whatever a damaged file makes the reader raise
         raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint file ({_first_line(exc)})") from None
     if not isinstance(saved, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(saved).__name__}, not a dmg checkpoint")

@@ -14,6 +14,9 @@ from dmg.core.data.roles import DataRoles
 EXTREME_RATIO = 1e3
 """An input is reported as extreme when its largest magnitude exceeds this many times its 99th percentile."""
 
+OVERFLOW = 1e18
+"""Outputs beyond this magnitude make a squared-error loss overflow in float32 (about 3.4e38)."""
+
 USUAL_CAUSES = (
     "usual causes: an extreme or wrongly scaled input (check its unit, and missing-value codes such as -999 "
     "that should be NaN), a learning rate too high (train.optimizer.lr), or no gradient clipping (train.grad_clip)"
@@ -52,7 +55,12 @@ def describe_nonfinite(
         return f"unit {dataset.unit_ids[int(units[column])]} on {_date(date)}"
 
     found = _first_nonfinite(outputs, batch.warmup)
-    if found is None:
+    largest = _largest_output(outputs) if found is None else None
+    if largest is not None:
+        name, step, column, value = largest
+        head = f"the loss overflows: output {name} reaches {value:.4g} at {where(batch.warmup + step, column)}"
+        limit = batch.warmup + step + 1
+    elif found is None:
         head = "the model's outputs are finite but the loss is not (check the targets for infinite values)"
         limit = batch.n_time
     else:
@@ -84,6 +92,21 @@ def _first_nonfinite(outputs: Mapping[str, torch.Tensor], warmup: int) -> tuple[
         column = int(torch.nonzero(bad[step]).flatten()[0])
         if best is None or step < best[1]:
             best = (name, step, column)
+    return best
+
+
+def _largest_output(outputs: Mapping[str, torch.Tensor]) -> tuple[str, int, int, float] | None:
+    """The output value of largest magnitude, if it is large enough that squaring it overflows float32."""
+    best: tuple[str, int, int, float] | None = None
+    for name, value in outputs.items():
+        if not isinstance(value, torch.Tensor) or value.dim() < 2 or not value.is_floating_point():
+            continue
+        flat = value.detach().abs().reshape(value.shape[0], value.shape[1], -1).amax(-1)
+        index = int(torch.argmax(flat))
+        step, column = divmod(index, flat.shape[1])
+        peak = float(value.detach().reshape(value.shape[0], value.shape[1], -1)[step, column].abs().max())
+        if peak > OVERFLOW and (best is None or peak > abs(best[3])):
+            best = (name, step, column, peak)
     return best
 
 

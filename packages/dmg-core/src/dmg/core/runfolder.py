@@ -58,6 +58,9 @@ class RunFolder:
 
     path: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
     # ------------------------------------------------------------------ layout
     @property
     def config(self) -> Path:

@@ -12,7 +12,7 @@ from dmg.core.build import build_loss, build_model, load_dataset
 from dmg.core.config import load_config
 from dmg.core.data.batching import make_batch
 from dmg.core.distributed import resolve_device
-from dmg.core.run_data import period_data, unit_split
+from dmg.core.run_data import check_targets, period_data, unit_split
 from dmg.core.training import target_loss
 
 
@@ -22,10 +22,12 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
     dataset = load_dataset(config)
     train_ids, test_ids = unit_split(config, dataset)
     train_data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    check_targets(config, train_data, warmup, "train")
     for name in ("valid", "test"):
         period = getattr(config.data, name)
         if period is not None:
-            period_data(config, dataset, period, test_ids if name == "test" else train_ids, strict_warmup=False)
+            ids = test_ids if name == "test" else train_ids
+            check_targets(config, *period_data(config, dataset, period, ids, strict_warmup=False), name)
     normalizer = config.data.roles.fit_normalizer(train_data)
     model = build_model(config).to(resolve_device(config.device))
     loss_fn = build_loss(config)
