@@ -15,18 +15,95 @@ A component class (physics model, network, coupling, engine backend, dataset, lo
 
 from __future__ import annotations
 
+import datetime as dt
+import types
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from dmg.core.errors import ConfigError
 
 
-class ComponentConfig(BaseModel):
-    """Base of component config models: unknown keys are errors."""
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The types a field annotation admits: the members of a union, the base of ``Annotated``."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return tuple(m for arg in get_args(annotation) for m in _members(arg))
+    return (annotation,)
 
-    model_config = ConfigDict(extra="forbid")
+
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether a field annotated ``annotation`` takes values of type ``kind`` as they are."""
+    for member in _members(annotation):
+        if member is Any or member is object or member is kind:
+            return True
+        if get_origin(member) is Literal and any(type(v) is kind for v in get_args(member)):
+            return True
+    return False
+
+
+def _expected(annotation: Any) -> str:
+    """What a field annotated ``annotation`` expects, in words."""
+    words = {int: "an integer", float: "a number", str: "text", dt.date: "a date (YYYY-MM-DD)"}
+    found = [words[m] for m in _members(annotation) if m in words]
+    if any(get_origin(m) is Literal for m in _members(annotation)):
+        found.append("one of " + ", ".join(repr(v) for m in _members(annotation) for v in get_args(m)))
+    return " or ".join(dict.fromkeys(found)) or "a value of another type"
+
+
+def check_scalar_type(value: Any, annotation: Any, field: str) -> None:
+    """Refuse a boolean, or a number for a date, that pydantic would silently convert for ``field``.
+
+    Pydantic reads ``true`` as ``1`` for a number and a number as seconds since 1970 for a date;
+    in a config file either is a mistake.
+
+    Raises
+    ------
+    pydantic_core.PydanticCustomError
+        ``bool_not_allowed`` or ``number_not_date``, with the field name as context ``field``.
+    """
+    if isinstance(value, bool) and not _admits(annotation, bool):
+        raise PydanticCustomError(
+            "bool_not_allowed",
+            "{field}: expected {expected}, not a boolean",
+            {"field": field, "expected": _expected(annotation)},
+        )
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if is_number and _admits(annotation, dt.date) and not (_admits(annotation, int) or _admits(annotation, float)):
+        raise PydanticCustomError(
+            "number_not_date", "{field}: expected a date (YYYY-MM-DD), not a number", {"field": field}
+        )
+
+
+SCALAR_TYPE_ERRORS = frozenset({"bool_not_allowed", "number_not_date"})
+"""Types of the errors of :func:`check_scalar_type`; their context ``field`` names the key at fault."""
+
+
+class OptionsModel(BaseModel):
+    """Base of the config models a user writes: unknown keys are errors, numbers are finite, and a
+    boolean is not taken for a number (nor a number for a date)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_types(cls, data: Any) -> Any:
+        # A model validator, not a field validator: a field validator may not sit on the `name`
+        # field that discriminates components in the JSON schema.
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if field is not None:
+                    check_scalar_type(value, field.annotation, key)
+        return data
+
+
+class ComponentConfig(OptionsModel):
+    """Base of component config models: unknown keys are errors (see :class:`OptionsModel`)."""
 
 
 def validate_options(

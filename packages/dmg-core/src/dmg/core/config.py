@@ -24,18 +24,30 @@ component's own ``Config`` model, so the schema of everything installed is gener
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from dmg.core import registry
-from dmg.core.components import ComponentConfig
+from dmg.core.components import SCALAR_TYPE_ERRORS, ComponentConfig, OptionsModel
 from dmg.core.data.roles import DataRoles
 from dmg.core.errors import ConfigError, RegistryError
 
@@ -95,10 +107,8 @@ GENERIC_METRICS = ("rmse", "mae", "bias", "correlation")
 """Metrics ``dmg evaluate`` reports when neither the config nor the dataset names any."""
 
 
-class Section(BaseModel):
-    """Base of config sections: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
+class Section(OptionsModel):
+    """Base of config sections: unknown keys are errors, numbers are finite, a boolean is no number."""
 
 
 class Period(Section):
@@ -187,6 +197,22 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty / decoupled weight decay.")
     options: dict[str, Any] = Field(default_factory=dict, description="Further keyword arguments of the optimizer.")
 
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from dmg.core.training import OPTIMIZERS  # the training layer sits above the config
+
+        name = info.data.get("name")
+        if name not in OPTIMIZERS:
+            return options
+        factory = OPTIMIZERS[name]
+        check_keywords(f"optimizer {name!r}", factory, options, fields=("lr", "weight_decay"))
+        if "lr" in info.data and "weight_decay" in info.data:
+            weight = _probe_parameter()
+            kwargs = {"lr": info.data["lr"], "weight_decay": info.data["weight_decay"], **options}
+            try_build(f"optimizer {name!r}", lambda: factory([weight], **kwargs))
+        return options
+
 
 class SchedulerConfig(Section):
     name: Literal["none", "step", "cosine", "exponential", "plateau"] = Field(
@@ -195,6 +221,84 @@ class SchedulerConfig(Section):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the torch scheduler (e.g. step_size, gamma)."
     )
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from dmg.core.training import SCHEDULERS  # the training layer sits above the config
+
+        name = info.data.get("name")
+        if name not in SCHEDULERS:
+            return options
+        factory = SCHEDULERS[name]
+        check_keywords(f"scheduler {name!r}", factory, options)
+        placeholders = dict.fromkeys(_required_keywords(factory), 1)  # filled by the trainer (e.g. T_max)
+
+        def build() -> Any:
+            import torch
+
+            optimizer = torch.optim.SGD([_probe_parameter()], lr=0.1)
+            return factory(optimizer, **{**placeholders, **options})
+
+        try_build(f"scheduler {name!r}", build)
+        return options
+
+
+def _keyword_parameters(factory: Callable[..., Any]) -> list[inspect.Parameter]:
+    """Parameters of a torch optimizer or scheduler after the first (the parameters or the optimizer)."""
+    return list(inspect.signature(factory).parameters.values())[1:]
+
+
+def _required_keywords(factory: Callable[..., Any]) -> list[str]:
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in _keyword_parameters(factory) if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+def check_keywords(
+    what: str, factory: Callable[..., Any], options: Mapping[str, Any], fields: Sequence[str] = ()
+) -> None:
+    """Refuse ``options`` that ``factory`` does not take as keywords, or that repeat the config ``fields``.
+
+    Raises
+    ------
+    pydantic_core.PydanticCustomError
+        Naming the option, the closest valid one and every valid one.
+    """
+    parameters = _keyword_parameters(factory)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    valid = sorted(p.name for p in parameters if p.kind in kinds and p.name not in fields)
+    for key in options:
+        if key in fields:
+            raise _custom("duplicate_option", f"{key!r} is a key of its own next to options: set it there, not here")
+        if key not in valid:
+            close = get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(valid)
+            raise _custom("unknown_option", f"unknown option {key!r} of {what}{hint} (valid options: {listed})")
+
+
+def _custom(kind: str, message: str) -> PydanticCustomError:
+    """A pydantic error of type ``kind`` whose message is ``message`` as it is (no template)."""
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def _probe_parameter() -> Any:
+    import torch
+
+    return torch.zeros(1, requires_grad=True)
+
+
+def try_build(what: str, build: Callable[[], Any]) -> None:
+    """Build a throw-away optimizer or scheduler so that option values torch refuses fail at validation."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            build()
+        except Exception as exc:  # torch raises TypeError, ValueError, IndexError... on bad values
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise _custom("invalid_option_value", f"{what} refuses these options: {reason}") from None
 
 
 class EarlyStoppingConfig(Section):
@@ -262,6 +366,45 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
+    @model_validator(mode="after")
+    def _has_targets(self) -> RunConfig:
+        if not self.data.roles.targets:
+            raise ValueError(
+                "data.roles.targets is empty: name at least one model output -> observed variable "
+                "(e.g. targets: {Q: streamflow})"
+            )
+        return self
+
+
+def make_period(start: Any, end: Any, where: str) -> Period:
+    """A :class:`Period` from dates a user typed (e.g. ``dmg simulate --start/--end``).
+
+    Parameters
+    ----------
+    start, end
+        ``YYYY-MM-DD`` text, dates or ``None`` (the data's first/last date).
+    where
+        What the dates come from, named in errors (e.g. ``"simulate --start/--end"``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where``, the date at fault and why (not a date, or ``end`` before ``start``).
+    """
+    try:
+        return Period(start=start, end=end)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["ctx"]["field"]) if err["type"] in SCALAR_TYPE_ERRORS else ".".join(map(str, err["loc"]))
+            if field:
+                value = start if field == "start" else end
+                why = err["msg"].removeprefix(f"{field}: ")
+                problems.append(f"{field} {value!r} is not a date ({why}); write YYYY-MM-DD")
+            else:
+                problems.append(err["msg"].removeprefix("Value error, "))
+        raise ConfigError(f"{where}: {'; '.join(problems)}") from None
+
 
 # --------------------------------------------------------------------------- loading
 
@@ -282,12 +425,9 @@ def load_config(
     else:
         path = Path(source)
         where = f" in {path}"
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        data = parse_yaml(read_config_text(path), f"config file {path}")
+        if data is None:
+            data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
         base = path.resolve().parent
@@ -300,7 +440,94 @@ def load_config(
         raise config_error(exc, RunConfig, where=where) from None
     _resolve_dataset_paths(config, base)
     check_components(config, where)
+    check_output_root(config.output.root, where)
     return config
+
+
+def read_config_text(path: Path) -> str:
+    """The text of config file ``path``; a folder, a missing file or bytes that are not UTF-8 are errors."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; give the YAML file of a run")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}), "
+            "so it is not a YAML config"
+        ) from None
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key appears twice in one YAML mapping."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: key {key!r} appears twice in one mapping (first on line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe YAML loader, refusing a key repeated in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: later keys override merged ones
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, line, seen[key])
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base loader reports it
+                continue
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A date or time, or its text when it is no valid date (``2015-13-45``), for validation to name."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", UniqueKeyLoader.construct_yaml_timestamp)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``text`` read as YAML with :class:`UniqueKeyLoader`; errors are one line naming ``source``."""
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{source}, {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(str(exc.problem or exc.context or "").split())
+        raise ConfigError(f"{source} is not valid YAML: {at}{what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{source} is not valid YAML: nested too deeply") from None
+
+
+def check_output_root(root: Path, where: str = "") -> None:
+    """Refuse an ``output.root`` that is, or lies inside, an existing file."""
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                inside = "" if folder == root else f" (inside {folder}, which is a file)"
+                raise ConfigError(
+                    f"output.root{where}: {root} is not a folder{inside}; "
+                    "name a folder in which run folders are created"
+                )
+            return
 
 
 def check_components(config: RunConfig, where: str = "") -> None:
@@ -400,10 +627,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"override {item!r} has an empty key part")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from None
+    value = parse_yaml(raw, f"override {item!r}: the value")
     if isinstance(value, str):
         value = _number_or_text(value)
     node: Any = data
@@ -446,6 +670,10 @@ def config_error(exc: ValidationError, model: type[BaseModel], prefix: str = "",
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         loc = [p for p in loc if not p.startswith("function-") and p not in _UNION_TAGS]
+        if err["type"] in SCALAR_TYPE_ERRORS:  # raised for a whole section: the context names the key
+            field = str(err["ctx"]["field"])
+            loc.append(field)
+            err = {**err, "msg": err["msg"].removeprefix(f"{field}: "), "input": _item(err.get("input"), field)}
         full = ".".join(([prefix] if prefix else []) + loc)
         if err["type"] == "extra_forbidden":
             allowed = _fields_at(model, loc[:-1])
@@ -460,9 +688,13 @@ def config_error(exc: ValidationError, model: type[BaseModel], prefix: str = "",
         else:
             got = err.get("input")
             shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
-            lines.append(f"'{full}': {err['msg']}{shown}")
+            lines.append(f"'{full}': {err['msg'].removeprefix('Value error, ')}{shown}")
     head = "invalid configuration" + where
     return ConfigError(head + ":\n  " + "\n  ".join(lines) if len(lines) > 1 else f"{head}: {lines[0]}")
+
+
+def _item(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, Mapping) else data
 
 
 _UNION_TAGS = {"ComponentRef", "dict[str,ComponentRef]"}
