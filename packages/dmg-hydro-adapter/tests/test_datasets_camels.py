@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -258,3 +259,16 @@ def test_malformed_forcing_file_names_the_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=r"line 6: 10 values but 11 columns"):
         load(tmp_path, gauges=["12345678"])
+
+
+def test_binary_attribute_and_gauge_list_files_are_named(tmp_path):
+    write_tree(tmp_path, "12345678", "17", days=3, flows=[("1.00", "A")] * 3)
+    table = tmp_path / "camels_attributes_v2.0" / "camels_topo.txt"
+    table.parent.mkdir()
+    table.write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(InputError, match=rf"attribute file {re.escape(str(table))} is not UTF-8 text"):
+        load(tmp_path, gauges=["12345678"], attributes=["elev_mean"])
+    listed = tmp_path / "gauges.txt"
+    listed.write_bytes(b"\xff\xfe1\x002\x00")
+    with pytest.raises(InputError, match=rf"gauges: gauge list file {re.escape(str(listed))} is not UTF-8 text"):
+        load(tmp_path, gauges=str(listed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -152,3 +153,24 @@ def test_served_from_the_cache(caravan, tmp_path, monkeypatch):
     assert cached.units == built.units
     with pytest.raises(AssertionError, match="read again"):
         PerUnitNetCDF.from_config({**options, "variables": ["prcp"]}).load()
+
+
+def test_a_damaged_netcdf_file_is_named_not_taken_for_a_missing_backend(caravan):
+    damaged = caravan / "timeseries" / "netcdf" / "camels" / "camels_01022500.nc"
+    damaged.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(InputError, match=rf"{re.escape(str(damaged))} is not a readable NetCDF file \(NetCDF: "):
+        load(caravan)
+    damaged.write_bytes(b"")
+    with pytest.raises(InputError, match=r"camels_01022500\.nc is not a readable NetCDF file"):
+        load(caravan)
+
+
+def test_binary_attribute_and_unit_list_files_are_named(caravan):
+    table = caravan / "attributes" / "camels" / "attributes_other_camels.csv"
+    table.write_bytes(b"gauge_id,aridity\n" + bytes(range(128, 256)))
+    with pytest.raises(InputError, match=rf"attribute file {re.escape(str(table))} is not UTF-8 text"):
+        load(caravan, attributes=["aridity"])
+    listed = caravan / "units.txt"
+    listed.write_bytes("camels_01022500 # débit\n".encode("latin-1"))
+    with pytest.raises(InputError, match=rf"units: unit list file {re.escape(str(listed))} is not UTF-8 text"):
+        load(caravan, units=str(listed))

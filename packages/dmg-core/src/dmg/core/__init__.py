@@ -20,7 +20,7 @@ from dmg.core.composites import Chain, Ensemble
 from dmg.core.couplings import Coupling, CouplingContext, OutputCorrection, ParameterLearning, ProcessReplacement
 from dmg.core.data.batch import Batch
 from dmg.core.engine import Engine, integrate
-from dmg.core.errors import ConfigError, DmgError, InputError, RegistryError, ShapeError, SpecError
+from dmg.core.errors import ConfigError, DataWarning, DmgError, InputError, RegistryError, ShapeError, SpecError
 from dmg.core.model import DeltaModel
 from dmg.core.networks import Network
 from dmg.core.parameters import Parameter, ParameterSpec
@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Coupling",
     "CouplingContext",
+    "DataWarning",
     "DeltaModel",
     "DmgError",
     "Engine",

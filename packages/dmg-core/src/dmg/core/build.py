@@ -7,6 +7,8 @@ needs no change here.
 
 from __future__ import annotations
 
+from difflib import get_close_matches
+
 import torch
 from torch import nn
 
@@ -57,16 +59,39 @@ def network_sizes(
     return {"n_inputs": need.n_inputs, "n_outputs": n_outputs, "n_static": need.n_static}
 
 
+def check_forcings(phy_model: PhysicsModel, roles: DataRoles) -> None:
+    """Every forcing of the physics model mapped in ``data.roles.forcings``, and no other.
+
+    A composite model reads the union of its members' forcings (less those a chain computes).
+
+    Raises
+    ------
+    ConfigError
+        Naming the forcings missing, or the ``data.roles.forcings`` key the model does not use
+        (with the closest forcing it does use).
+    """
+    used = list(phy_model.forcing_names)
+    missing = [f for f in used if f not in roles.forcings]
+    if missing:
+        raise ConfigError(
+            f"data.roles.forcings: the physics model needs forcings {missing} "
+            f"(it reads {used}); map each to a dataset variable"
+        )
+    for name in roles.forcings:
+        if name not in used:
+            close = get_close_matches(name, used, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"data.roles.forcings.{name}: the physics model has no forcing named {name!r}{hint}; "
+                f"it reads {used}. Remove the key, or list the variable in data.roles.nn_inputs to feed a network"
+            )
+
+
 def build_model(config: RunConfig) -> DeltaModel:
     """The DeltaModel: physics, couplings, each network sized from the couplings using it, and the engine."""
     phy_model = build_physics(config)
     roles = config.data.roles
-    missing = [f for f in phy_model.forcing_names if f not in roles.forcings]
-    if missing:
-        raise ConfigError(
-            f"data.roles.forcings: the physics model needs forcings {missing} "
-            f"(it reads {list(phy_model.forcing_names)}); map each to a dataset variable"
-        )
+    check_forcings(phy_model, roles)
     missing = [a for a in phy_model.attribute_names if a not in roles.attributes]
     if missing:
         raise ConfigError(f"data.roles.attributes: the physics model needs attributes {missing}")

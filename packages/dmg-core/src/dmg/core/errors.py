@@ -27,6 +27,10 @@ class RegistryError(DmgError, LookupError):
     """A component name is not registered; the message lists the known names."""
 
 
+class DataWarning(UserWarning):
+    """The data were used differently from what was asked (e.g. a period cut to the dates the data cover)."""
+
+
 def is_dotted_name(name: str) -> bool:
     """Whether ``name`` is identifiers or integers joined by dots (``"Q"``, ``"hbv.BETA"``, ``"0.k"``)."""
     return bool(name) and all(p.isidentifier() or p.isdigit() for p in name.split("."))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from dmg.core.io import atomic_open
 from dmg.core.data._names import DateLike, describe_missing, duplicates, to_datetime64
-from dmg.core.errors import InputError, ShapeError
+from dmg.core.errors import DataWarning, DmgError, InputError, ShapeError
+from dmg.core.io import atomic_open
 
 FORMAT_VERSION = 1
 """Version of the ``.npz`` layout written by :meth:`ArrayDataset.save`."""
@@ -112,6 +113,8 @@ class ArrayDataset:
         else:
             attributes = np.asarray(self.attributes)
             if not np.issubdtype(attributes.dtype, np.floating):
+                if not np.issubdtype(attributes.dtype, np.number) and attributes.dtype != np.bool_:
+                    raise InputError(f"dataset attributes must be numeric, got dtype {attributes.dtype}")
                 attributes = attributes.astype(np.float64)
         if attributes.ndim != 2 or attributes.shape[0] != n_units:
             raise ShapeError(f"attributes must be [unit, attribute] with {n_units} units, got shape {attributes.shape}")
@@ -293,17 +296,32 @@ class ArrayDataset:
         """Index range of the steps from ``start`` to ``end`` (both inclusive; ``None`` = data edge).
 
         ``end`` is inclusive at its own resolution: ``end="2005-09-30"`` keeps every hour of
-        that day in hourly data.
+        that day in hourly data. A period reaching past the data is cut to the dates the data
+        cover, with a :class:`~dmg.core.errors.DataWarning` naming both; a period with no date
+        in the data is an :class:`~dmg.core.errors.InputError`.
         """
         lo, hi = 0, self.n_time
+        first = last = None
         if start is not None:
-            lo = int(np.searchsorted(self.dates, to_datetime64(start, "start date"), side="left"))
+            first = to_datetime64(start, "start date")
+            lo = int(np.searchsorted(self.dates, first, side="left"))
         if end is not None:
-            when = to_datetime64(end, "end date")
-            hi = int(np.searchsorted(self.dates.astype(when.dtype), when, side="right"))
+            last = to_datetime64(end, "end date")
+            hi = int(np.searchsorted(self.dates.astype(last.dtype), last, side="right"))
+        first_text = "the first date" if first is None else str(first)
+        last_text = "the last date" if last is None else str(last)
         if hi <= lo:
             period = f"{self.dates[0]} to {self.dates[-1]}" if self.n_time else "no dates"
-            raise InputError(f"no dates between {start} and {end} (dataset covers {period})")
+            raise InputError(f"no dates between {first_text} and {last_text} (dataset covers {period})")
+        before = first is not None and self.dates[0].astype(first.dtype) > first
+        after = last is not None and self.dates[-1].astype(last.dtype) < last
+        if before or after:
+            warnings.warn(
+                f"the period {first_text} to {last_text} reaches past the data ({self.dates[0]} to {self.dates[-1]}); "
+                f"using {self.dates[lo]} to {self.dates[hi - 1]}",
+                DataWarning,
+                stacklevel=2,
+            )
         return slice(lo, hi)
 
     def select_time(self, start: DateLike | None = None, end: DateLike | None = None) -> ArrayDataset:
@@ -385,25 +403,87 @@ class ArrayDataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ArrayDataset:
-        """Read a dataset written by :meth:`save`."""
+        """Read a dataset written by :meth:`save`.
+
+        Raises
+        ------
+        InputError
+            Naming the file if it is missing, is not an ``.npz`` file of this layout (random bytes,
+            truncated, another zip, arrays missing or of the wrong kind) or holds an invalid dataset.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"dataset file {str(path)!r} does not exist")
+        arrays = _read_npz(path)
+        fields = {
+            "variables": _names(arrays, "variables", path),
+            "unit_ids": _names(arrays, "unit_ids", path),
+            "attribute_names": _names(arrays, "attribute_names", path),
+            "units": _physical_units(arrays["units"], path),
+        }
+        if arrays["dates"].dtype.kind != "M":
+            raise InputError(f"dataset file {str(path)!r}: dates must be datetime64, got {arrays['dates'].dtype}")
+        try:
+            return cls(data=arrays["data"], dates=arrays["dates"], attributes=arrays["attributes"], **fields)
+        except (DmgError, ValueError, TypeError) as exc:
+            raise InputError(f"dataset file {str(path)!r} holds an invalid dataset: {exc}") from None
+
+
+NPZ_ARRAYS = ("format_version", "data", "variables", "unit_ids", "dates", "attributes", "attribute_names", "units")
+"""The arrays of an ``.npz`` file written by :meth:`ArrayDataset.save`."""
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an :meth:`ArrayDataset.save` file; anything else is an :class:`InputError` naming it."""
+    where = f"dataset file {str(path)!r}"
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise InputError(f"{where} cannot be read: {exc.strerror or exc}") from None
+    if magic == b"\x93NUMPY":
+        raise InputError(f"{where} is a single .npy array, not an ArrayDataset .npz file")
+    if not magic.startswith(b"PK"):
+        raise InputError(f"{where} is not an .npz file (it is not a zip archive); write it with ArrayDataset.save")
+    try:
         with np.load(path, allow_pickle=False) as f:
-            version = int(f["format_version"]) if "format_version" in f else None
-            if version != FORMAT_VERSION:
+            if "format_version" not in f.files:
                 raise InputError(
-                    f"{str(path)!r} is not an ArrayDataset file of format {FORMAT_VERSION} (found {version})"
+                    f"{where} is a zip archive without the arrays of ArrayDataset.save (no format_version)"
                 )
-            return cls(
-                data=f["data"],
-                variables=tuple(f["variables"].tolist()),
-                unit_ids=tuple(f["unit_ids"].tolist()),
-                dates=f["dates"],
-                attributes=f["attributes"],
-                attribute_names=tuple(f["attribute_names"].tolist()),
-                units=json.loads(str(f["units"])),
-            )
+            version = f["format_version"]
+            if version.shape != () or version.dtype.kind not in "iu" or version != FORMAT_VERSION:
+                raise InputError(
+                    f"{where} is not an ArrayDataset file of format {FORMAT_VERSION} (found {version.tolist()!r})"
+                )
+            missing = [name for name in NPZ_ARRAYS if name not in f.files]
+            if missing:
+                raise InputError(f"{where} lacks the arrays {missing}; it was not written by ArrayDataset.save")
+            return {name: f[name] for name in NPZ_ARRAYS}
+    except InputError:
+        raise
+    except Exception as exc:  # numpy, zipfile and zlib raise many kinds on damaged bytes (ValueError, EOFError, ...)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(f"{where} is not a readable ArrayDataset .npz file ({reason})") from None
+
+
+def _names(arrays: Mapping[str, np.ndarray], key: str, path: Path) -> tuple[str, ...]:
+    values = arrays[key]
+    if values.ndim != 1 or values.dtype.kind not in "UO":
+        raise InputError(
+            f"dataset file {str(path)!r}: {key} must be a list of names, got {values.dtype} {values.shape}"
+        )
+    return tuple(str(v) for v in values.tolist())
+
+
+def _physical_units(array: np.ndarray, path: Path) -> dict[str, str]:
+    try:
+        units = json.loads(str(array.tolist()))
+    except ValueError:
+        units = None
+    if not isinstance(units, dict):
+        raise InputError(f"dataset file {str(path)!r}: units must be a JSON mapping of names to units, got {array!r}")
+    return units
 
 
 def _describe_value(value: float) -> str:

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from dmg.core.io import atomic_open
 from dmg.core.data._names import describe_missing
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.errors import ConfigError, InputError, ShapeError
+from dmg.core.io import atomic_open
 
 TRANSFORMS = ("none", "log", "log1p", "sqrt")
 """Transforms applied before the z-score: ``log`` is ``log(x + log_eps)``."""
@@ -67,6 +67,22 @@ def _backward(y: ArrayT, transform: str, log_eps: float) -> ArrayT:
     return y * y
 
 
+def _check_non_negative(name: str, values: np.ndarray, transform: str, kind: str) -> None:
+    """Refuse fitting a skew transform on data with negative values (they would be taken as 0).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``data.roles.transforms.<name>``, the transform and the smallest value.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() < 0:
+        raise ConfigError(
+            f"data.roles.transforms.{name}: transform {transform!r} is for values >= 0, but {kind} {name!r} goes "
+            f"down to {finite.min():.6g} in the training data; use 'none' for it"
+        )
+
+
 class Normalizer:
     """Per-variable z-score ``(T(x) - mean) / std`` with an optional transform ``T`` per variable.
 
@@ -81,7 +97,9 @@ class Normalizer:
     * ``"log1p"``: ``T(x) = log(1 + max(x, 0))``;
     * ``"sqrt"``: ``T(x) = sqrt(max(x, 0))``.
 
-    The skew transforms treat negative values as 0 rather than producing NaN.
+    Fitting a skew transform on data with a negative value is an error (a
+    :class:`~dmg.core.errors.ConfigError` naming the variable and the smallest value); when
+    applied, the skew transforms treat negative values as 0 rather than producing NaN.
 
     A variable whose standard deviation is zero (constant in the training data, e.g. an
     attribute shared by every training unit) gets ``std = 1``: it is only centred, and a
@@ -113,7 +131,10 @@ class Normalizer:
 
     def _stats(self, name: str, values: np.ndarray, kind: str) -> Stats:
         transform = self.transforms.get(name, "none")
-        y = _forward(np.asarray(values, dtype=np.float64), transform, self.log_eps)
+        x = np.asarray(values, dtype=np.float64)
+        if transform != "none":
+            _check_non_negative(name, x, transform, kind)
+        y = _forward(x, transform, self.log_eps)
         finite = y[np.isfinite(y)]
         if finite.size == 0:
             raise InputError(f"{kind} {name!r} has no finite value in the data the normalizer is fitted on")

@@ -40,11 +40,43 @@ def read_table(path: Path, delimiter: str, id_column: str) -> AttributeTable:
     Raises
     ------
     InputError
-        If the file is missing or empty, has no ``id_column``, repeats an id, or a row has
-        the wrong number of cells; the message names the file and line.
+        If the file is missing, empty or not UTF-8 text, has no ``id_column``, repeats an id, or
+        a row has the wrong number of cells; the message names the file and line.
     """
     if not path.is_file():
         raise InputError(f"attribute file {path} does not exist")
+    try:
+        return _read_rows(path, delimiter, id_column)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"attribute file {path} is not UTF-8 text (it holds the byte 0x{exc.object[exc.start]:02x}); "
+            "is it a delimited text table?"
+        ) from None
+    except csv.Error as exc:
+        raise InputError(f"attribute file {path} is not a delimited text table: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"attribute file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; errors name ``what`` (e.g. ``"unit list file"``) and the file.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read or is not UTF-8 text.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{what} {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _read_rows(path: Path, delimiter: str, id_column: str) -> AttributeTable:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)

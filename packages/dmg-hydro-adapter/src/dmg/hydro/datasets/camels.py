@@ -70,7 +70,7 @@ from pydantic import Field, field_validator
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import InputError
-from dmg.hydro.datasets._tables import AttributeTable, read_table, select_attributes
+from dmg.hydro.datasets._tables import AttributeTable, read_table, read_text, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.pet import hargreaves, priestley_taylor
@@ -324,7 +324,7 @@ class CamelsUS(FolderDataset):
             ids = [str(g).strip() for g in self.config.gauges]
         else:
             ids = []
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in read_text(path, "gauges: gauge list file").splitlines():
                 text = line.split("#", 1)[0].strip()
                 if text:
                     ids.append(text)

@@ -22,6 +22,7 @@ attributes as float64.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 from difflib import get_close_matches
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic import Field
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import DmgError, InputError
-from dmg.hydro.datasets._tables import read_table, select_attributes
+from dmg.hydro.datasets._tables import read_table, read_text, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 
@@ -52,6 +53,27 @@ def import_xarray() -> Any:
             f"reading NetCDF files needs xarray and netCDF4, which are not installed: {INSTALL_HINT}"
         ) from exc
     return xarray
+
+
+NETCDF_ENGINES = (("netcdf4", "netCDF4"), ("h5netcdf", "h5netcdf"))
+"""xarray engines that read NetCDF-4 files, in order of preference, and the module each needs."""
+
+
+def netcdf_engine() -> str:
+    """The first installed of :data:`NETCDF_ENGINES`, named explicitly when opening files.
+
+    xarray guesses the engine from a file's first bytes when none is named, so a damaged file
+    would read as "no installed backend"; with the engine named, it reads as a damaged file.
+    """
+    for engine, module in NETCDF_ENGINES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return engine
+    raise MissingDependencyError(
+        f"reading NetCDF files needs netCDF4 (or h5netcdf): no NetCDF backend is installed; {INSTALL_HINT}"
+    )
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -160,7 +182,8 @@ class PerUnitNetCDF(FolderDataset):
             raise InputError(f"pattern: no file matches {self.config.pattern!r} under {self.root}")
         listed = self._unit_list_file()
         if listed is not None:
-            units = [ln.split("#", 1)[0].strip() for ln in listed.read_text(encoding="utf-8").splitlines()]
+            lines = read_text(listed, "units: unit list file").splitlines()
+            units = [ln.split("#", 1)[0].strip() for ln in lines]
             units = [u for u in units if u]
         elif self.config.units is not None:
             units = [str(u) for u in self.config.units]
@@ -197,55 +220,64 @@ class PerUnitNetCDF(FolderDataset):
 
     def _read(self, xr: Any, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
         """Times, the chosen variables (float64) and their ``units`` attributes from one file."""
+        engine = netcdf_engine()
         try:
-            opened = xr.open_dataset(path)
-        except (ValueError, ImportError) as exc:
-            text = str(exc).lower()
-            if isinstance(exc, ImportError) or "engine" in text or "backend" in text:
-                raise MissingDependencyError(f"cannot open {path}: no NetCDF backend ({exc}); {INSTALL_HINT}") from exc
-            raise InputError(f"cannot read NetCDF file {path}: {exc}") from exc
+            opened = xr.open_dataset(path, engine=engine)
+        except ImportError as exc:
+            raise MissingDependencyError(f"cannot open {path}: no NetCDF backend ({exc}); {INSTALL_HINT}") from exc
         except OSError as exc:
-            raise InputError(f"cannot read NetCDF file {path}: {exc}") from exc
-        with opened as ds:
-            time_name = self.config.time
-            if time_name is None:
-                candidates = [n for n in ds.coords if ds[n].dtype.kind == "M"]
-                if len(candidates) != 1:
-                    raise InputError(
-                        f"time: NetCDF file {path} has {len(candidates)} datetime coordinates {candidates}; "
-                        "name the time coordinate with the 'time' option"
-                    )
-                time_name = candidates[0]
-            elif time_name not in ds.variables:
-                hint = get_close_matches(time_name, [str(n) for n in ds.variables], n=1)
-                close = f" (closest: {hint[0]!r})" if hint else ""
-                raise InputError(f"time: NetCDF file {path} has no coordinate {time_name!r}{close}")
-            times = np.asarray(ds[time_name].values)
-            if times.dtype.kind != "M" or times.ndim != 1:
+            reason = exc.strerror or str(exc)
+            raise InputError(f"{path} is not a readable NetCDF file ({reason})") from None
+        except (ValueError, RuntimeError, KeyError, IndexError, TypeError) as exc:
+            raise InputError(f"cannot read NetCDF file {path}: {exc}") from None
+        try:
+            with opened as ds:
+                return self._extract(ds, path)
+        except DmgError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InputError(f"cannot read NetCDF file {path}: {exc}") from None
+
+    def _extract(self, ds: Any, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+        """Times, the chosen variables and their units from the open file ``ds``."""
+        time_name = self.config.time
+        if time_name is None:
+            candidates = [n for n in ds.coords if ds[n].dtype.kind == "M"]
+            if len(candidates) != 1:
                 raise InputError(
-                    f"time: {time_name!r} in {path} is not a 1-D datetime coordinate (dtype {times.dtype}); "
-                    "non-standard calendars are not supported"
+                    f"time: NetCDF file {path} has {len(candidates)} datetime coordinates {candidates}; "
+                    "name the time coordinate with the 'time' option"
                 )
-            along_time = [str(n) for n, v in ds.data_vars.items() if v.dims == (time_name,)]
-            names = self.config.variables if self.config.variables is not None else along_time
-            if not names:
-                raise InputError(f"variables: NetCDF file {path} has no variable along {time_name!r}")
-            values, units = {}, {}
-            for name in names:
-                if name not in ds.data_vars:
-                    hint = get_close_matches(name, [str(n) for n in ds.data_vars], n=1)
-                    close = f" Closest: {hint[0]!r}." if hint else ""
-                    raise InputError(
-                        f"variables: NetCDF file {path} has no variable {name!r}.{close} "
-                        f"Variables: {list(ds.data_vars)}"
-                    )
-                if ds[name].dims != (time_name,):
-                    raise InputError(
-                        f"variables: {name!r} in {path} has dimensions {ds[name].dims}, expected only ({time_name!r},)"
-                    )
-                values[name] = np.asarray(ds[name].values, dtype=np.float64)
-                if "units" in ds[name].attrs:
-                    units[name] = str(ds[name].attrs["units"])
+            time_name = candidates[0]
+        elif time_name not in ds.variables:
+            hint = get_close_matches(time_name, [str(n) for n in ds.variables], n=1)
+            close = f" (closest: {hint[0]!r})" if hint else ""
+            raise InputError(f"time: NetCDF file {path} has no coordinate {time_name!r}{close}")
+        times = np.asarray(ds[time_name].values)
+        if times.dtype.kind != "M" or times.ndim != 1:
+            raise InputError(
+                f"time: {time_name!r} in {path} is not a 1-D datetime coordinate (dtype {times.dtype}); "
+                "non-standard calendars are not supported"
+            )
+        along_time = [str(n) for n, v in ds.data_vars.items() if v.dims == (time_name,)]
+        names = self.config.variables if self.config.variables is not None else along_time
+        if not names:
+            raise InputError(f"variables: NetCDF file {path} has no variable along {time_name!r}")
+        values, units = {}, {}
+        for name in names:
+            if name not in ds.data_vars:
+                hint = get_close_matches(name, [str(n) for n in ds.data_vars], n=1)
+                close = f" Closest: {hint[0]!r}." if hint else ""
+                raise InputError(
+                    f"variables: NetCDF file {path} has no variable {name!r}.{close} Variables: {list(ds.data_vars)}"
+                )
+            if ds[name].dims != (time_name,):
+                raise InputError(
+                    f"variables: {name!r} in {path} has dimensions {ds[name].dims}, expected only ({time_name!r},)"
+                )
+            values[name] = np.asarray(ds[name].values, dtype=np.float64)
+            if "units" in ds[name].attrs:
+                units[name] = str(ds[name].attrs["units"])
         return _coarsest(times), values, units
 
     def build(self) -> ArrayDataset:
