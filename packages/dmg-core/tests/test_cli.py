@@ -729,3 +729,33 @@ def test_ctrl_c_names_the_run_folder_to_resume(setup, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert f"run folder: {setup / 'r'}" in captured.out
     assert f"dmg train --resume {setup / 'r'}" in captured.err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    done = subprocess.run(
+        f"{sys.executable} -m dmg.core.cli schema | head -1", shell=True, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "{" and "Traceback" not in done.stderr
+
+
+def test_the_command_line_restores_the_warning_format(setup, capsys):
+    import warnings
+
+    shown = warnings.formatwarning
+    main(["validate", write_config(setup)])
+    assert warnings.formatwarning is shown
+
+
+def test_period_messages_name_the_period_key(setup, capsys):
+    cfg = write_config(setup, data__test={"start": "2002-07-01", "end": "2004-12-31"})
+    with pytest.warns(UserWarning, match=r"^data.test: the period 2002-07-01 to 2004-12-31 reaches past the data"):
+        assert main(["validate", cfg]) == 0
+    cfg = write_config(setup, data__test={"start": "2005-07-01", "end": "2005-12-31"})
+    assert main(["validate", cfg]) == 2
+    assert _one_error(capsys).startswith("error: data.test: ")
+
+
+def test_validate_uses_the_warmup_the_data_allow(setup, capsys):
+    cfg = write_config(setup, data__warmup=200, data__train={"start": "2000-02-01", "end": "2000-12-31"})
+    assert main(["validate", cfg]) == 0
+    assert "with 31 warm-up" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -110,10 +111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     args.run_folder = None
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
-        with warnings.catch_warnings():
-            warnings.formatwarning = _one_line_warning
-            return _COMMANDS[args.command](args)
+        return _COMMANDS[args.command](args)
     except DmgError as exc:
         if args.debug:
             raise
@@ -123,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; continue with `dmg train --resume {args.run_folder}`" if args.run_folder else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dmg schema | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     finally:
+        warnings.formatwarning = shown
         _leave_process_group()
 
 

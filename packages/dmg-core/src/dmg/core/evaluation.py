@@ -177,7 +177,7 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
         dataset = load_dataset(config)
         train_ids, test_ids = unit_split(config, dataset)
         units = test_ids if period == "test" else train_ids
-        data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False)
+        data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False, key=f"data.{period}")
         check_targets(config, data, warmup, period)
         predictions = predict(config, model, normalizer, data, warmup)
         report = metrics_report(config, data, warmup, predictions, period, label)

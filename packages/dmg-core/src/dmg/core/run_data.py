@@ -39,13 +39,30 @@ def unit_split(config: RunConfig, dataset: ArrayDataset) -> tuple[list[str], lis
 
 
 def period_data(
-    config: RunConfig, dataset: ArrayDataset, period: Period, units: Sequence[str], *, strict_warmup: bool
+    config: RunConfig,
+    dataset: ArrayDataset,
+    period: Period,
+    units: Sequence[str],
+    *,
+    strict_warmup: bool,
+    key: str = "",
 ) -> tuple[ArrayDataset, int]:
-    """The units' data over ``period`` with up to ``data.warmup`` steps before it; checked for NaN inputs."""
+    """The units' data over ``period`` with up to ``data.warmup`` steps before it; checked for NaN inputs.
+
+    ``key`` (e.g. ``"data.train"``) is named in errors and warnings about the period's dates.
+    """
     subset = dataset.select_units(list(units))
-    data, warmup = split_time(
-        subset, period.start, period.end, config.data.warmup, allow_short_warmup=not strict_warmup
-    )
+    where = f"{key}: " if key else ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            data, warmup = split_time(
+                subset, period.start, period.end, config.data.warmup, allow_short_warmup=not strict_warmup
+            )
+        except InputError as exc:
+            raise InputError(f"{where}{exc}") from None
+    for warning in caught:
+        warnings.warn(f"{where}{warning.message}", warning.category, stacklevel=2)
     roles = config.data.roles
     data.check_finite(sorted(set(roles.forcings.values())), (), label="forcing")
     data.check_finite([v for v in roles.nn_inputs if v not in roles.forcings.values()], (), label="network input")

@@ -21,22 +21,25 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
     config = load_config(path, overrides)
     dataset = load_dataset(config)
     train_ids, test_ids = unit_split(config, dataset)
-    train_data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    train_data, warmup = period_data(
+        config, dataset, config.data.train, train_ids, strict_warmup=False, key="data.train"
+    )
     check_targets(config, train_data, warmup, "train")
     for name in ("valid", "test"):
         period = getattr(config.data, name)
         if period is not None:
             ids = test_ids if name == "test" else train_ids
-            check_targets(config, *period_data(config, dataset, period, ids, strict_warmup=False), name)
+            data = period_data(config, dataset, period, ids, strict_warmup=False, key=f"data.{name}")
+            check_targets(config, *data, name)
     normalizer = config.data.roles.fit_normalizer(train_data)
     model = build_model(config).to(resolve_device(config.device))
     loss_fn = build_loss(config)
-    window = min(config.train.window, train_data.n_time - config.data.warmup)
+    window = min(config.train.window, train_data.n_time - warmup)
     units = np.arange(min(2, train_data.n_units))
     param = next(iter(model.parameters()))
-    batch = make_batch(
-        train_data, config.data.roles, normalizer, units, 0, window, config.data.warmup, dtype=param.dtype
-    ).to(param.device)
+    batch = make_batch(train_data, config.data.roles, normalizer, units, 0, window, warmup, dtype=param.dtype).to(
+        param.device
+    )
     with torch.no_grad():
         loss = float(target_loss(loss_fn, model(batch, save=batch.targets), batch))
     n_weights = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from dmg.core import checkpoints
 from dmg.core.build import build_loss, build_model, load_dataset
-from dmg.core.config import Period, RunConfig, config_error, dump_config, load_config
+from dmg.core.config import RunConfig, dump_config, load_config, make_period
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.distributed import Distributed, resolve_device
@@ -38,8 +37,14 @@ def run_path(config: RunConfig, run_dir: str | Path | None = None) -> Path:
     """Where a new run goes: ``run_dir``, else ``output.root/output.name`` (a timestamp by default)."""
     if run_dir is not None:
         return Path(run_dir)
-    name = config.output.name or dt.datetime.now().strftime("run_%Y%m%d_%H%M%S")
-    return Path(config.output.root) / name
+    if config.output.name:
+        return Path(config.output.root) / config.output.name
+    stem = Path(config.output.root) / dt.datetime.now().strftime("run_%Y%m%d_%H%M%S")
+    path, n = stem, 1
+    while path.exists():  # two runs started in the same second
+        n += 1
+        path = stem.with_name(f"{stem.name}_{n}")
+    return path
 
 
 def train(config: RunConfig, run_dir: str | Path | None = None, announce: Announce | None = None) -> RunFolder:
@@ -164,7 +169,7 @@ def simulate(
     ``overwrite``.
     """
     folder = RunFolder.existing(run_dir)
-    period = _period(start, end)
+    period = make_period(start, end, "simulate --start/--end")
     stem = folder.simulation(name) if name is not None else None
     with folder.lock("dmg simulate"):
         config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
@@ -173,7 +178,7 @@ def simulate(
         unknown = [u for u in ids if u not in dataset.unit_ids]
         if unknown:
             raise InputError(f"--units: the dataset has no unit {', '.join(unknown[:5])}")
-        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False)
+        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False, key="simulate --start/--end")
         if stem is None:
             stem = folder.simulation(f"{data.dates[warmup]}_{data.dates[-1]}".replace(":", ""))
         existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
@@ -193,7 +198,7 @@ def _training_units(config: RunConfig) -> tuple[ArrayDataset, list[str]]:
 
 
 def _training_data(config: RunConfig, dataset: ArrayDataset, train_ids: list[str]) -> tuple[ArrayDataset, int]:
-    data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    data, warmup = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False, key="data.train")
     check_targets(config, data, warmup, "train")
     return data, warmup
 
@@ -206,20 +211,15 @@ def _trainer(
     train_ids: list[str],
     distributed: Distributed,
 ) -> Trainer:
-    train_data, _ = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
+    with warnings.catch_warnings():  # warned about when the training data were first cut
+        warnings.simplefilter("ignore")
+        train_data, _ = period_data(config, dataset, config.data.train, train_ids, strict_warmup=False)
     valid = None
     if config.data.valid is not None:
-        valid = period_data(config, dataset, config.data.valid, train_ids, strict_warmup=False)
+        valid = period_data(config, dataset, config.data.valid, train_ids, strict_warmup=False, key="data.valid")
         check_targets(config, *valid, "valid")
     device = distributed.device(resolve_device(config.device))
     model = build_model(config).to(device)
     return Trainer(
         config, model, build_loss(config), train_data, normalizer, folder, valid_data=valid, distributed=distributed
     )
-
-
-def _period(start: str | None, end: str | None) -> Period:
-    try:
-        return Period(start=start, end=end)
-    except ValidationError as exc:
-        raise config_error(exc, Period, where=" in --start/--end") from None
