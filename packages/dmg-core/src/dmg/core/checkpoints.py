@@ -68,7 +68,8 @@ def load(path: str | Path, map_location: torch.device | str | None = None, *, tr
             raise CheckpointError(
                 f"checkpoint {path} holds Python objects other than tensors and plain values ({unsafe}); "
                 "it was refused because loading it could run code. dmg checkpoints never hold such objects: "
-                "this file was not written by dmg, or was altered"
+                "this file was written by another program or by a dmg-core older than checkpoint format 2, "
+                "or was altered"
             ) from None
         raise CheckpointError(f"checkpoint {path} is truncated or not a checkpoint file (unreadable pickle)") from None
     except Exception as exc:  # whatever a damaged file makes the reader raise
