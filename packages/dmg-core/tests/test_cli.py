@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ from torch import nn
 
 from dmg.core import Batch, ConfigError, checkpoints, registry
 from dmg.core.cli import main
-from dmg.core.components import NetworkConfig
+from dmg.core.components import SELECTS_END, SELECTS_START, SELECTS_UNITS, NetworkConfig
 from dmg.core.data import ArrayDataset
+from dmg.core.data.sources import NpzDataset
 from dmg.core.io import atomic_write_text
 from dmg.core.runfolder import RunFolder
 from dmg.core.testing.models import ToyReservoir
@@ -759,3 +761,67 @@ def test_validate_uses_the_warmup_the_data_allow(setup, capsys):
     cfg = write_config(setup, data__warmup=200, data__train={"start": "2000-02-01", "end": "2000-12-31"})
     assert main(["validate", cfg]) == 0
     assert "with 31 warm-up" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- paths and simulation selections
+
+
+def test_relative_paths_follow_where_they_are_written(setup, monkeypatch, capsys):
+    (setup / "configs").mkdir()
+    cfg = setup / "configs" / "run.yaml"
+    cfg.write_text(Path(write_config(setup, dataset_path="../data.npz")).read_text())
+    elsewhere = setup / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["validate", str(cfg)]) == 0  # written in the file: from the file's folder
+    capsys.readouterr()
+    assert main(["validate", str(cfg), "--set", "data.dataset.path=../data.npz"]) == 0  # from the working directory
+    capsys.readouterr()
+    assert main(["validate", str(cfg), "--set", "data.dataset.path=data.npz"]) == 2
+    err = _one_error(capsys)
+    assert (
+        f"{elsewhere / 'data.npz'}" in err and "data.dataset.path 'data.npz' is read from the working directory" in err
+    )
+
+
+def test_output_root_written_in_a_file_is_relative_to_it(setup):
+    from dmg.core.config import load_config
+
+    (setup / "configs").mkdir()
+    cfg = setup / "configs" / "run.yaml"
+    cfg.write_text(Path(write_config(setup, dataset_path="../data.npz", output__root="out")).read_text())
+    assert load_config(cfg).output.root == setup / "configs" / "out"
+    assert load_config(cfg, ["output.root=out"]).output.root == Path.cwd() / "out"
+
+
+class SelectableNpz(NpzDataset):
+    """An npz dataset whose options select units and dates, as a real collection's would."""
+
+    class Config(NpzDataset.Config):
+        units: list[str] | None = Field(None, description="Units to load.", json_schema_extra=SELECTS_UNITS)
+        start: str | None = Field(None, description="First date.", json_schema_extra=SELECTS_START)
+        end: str | None = Field(None, description="Last date.", json_schema_extra=SELECTS_END)
+
+    def load(self) -> ArrayDataset:
+        data = super().load()
+        if self.config.units:
+            data = data.select_units(self.config.units)
+        return data.select_time(self.config.start, self.config.end)
+
+
+def test_simulate_needs_only_units_and_dates(setup, capsys):
+    registry.register("dmg.datasets", "selectable_npz", SelectableNpz)
+    try:
+        dataset = {"name": "selectable_npz", "path": "data.npz", "units": [f"unit0{i}" for i in range(6)]}
+        dataset["end"] = "2002-06-30"
+        cfg = write_config(
+            setup, data__dataset=dataset, data__test={"start": "2002-01-01", "end": "2002-06-30"}, train__epochs=1
+        )
+        assert main(["train", cfg, "--run-dir", str(setup / "r"), "--no-evaluate"]) == 0
+        capsys.readouterr()
+        args = ["simulate", str(setup / "r"), "--units", "unit07", "--start", "2002-08-01", "--name", "late"]
+        assert main(args) == 0, capsys.readouterr().err
+        saved = np.load(setup / "r" / "simulations" / "late.npz")
+        assert list(saved["unit_ids"]) == ["unit07"] and str(saved["dates"][0]) == "2002-08-01"
+    finally:
+        registry.unregister("dmg.datasets", "selectable_npz")

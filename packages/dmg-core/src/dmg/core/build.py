@@ -12,12 +12,12 @@ from difflib import get_close_matches
 import torch
 from torch import nn
 
-from dmg.core.config import ComponentRef, RunConfig, resolve_component
+from dmg.core.config import ComponentRef, RunConfig, path_hint, resolve_component
 from dmg.core.couplings import Coupling
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.roles import DataRoles
 from dmg.core.engine import Engine
-from dmg.core.errors import ConfigError
+from dmg.core.errors import ConfigError, InputError
 from dmg.core.model import DeltaModel
 from dmg.core.networks import NetworkInputs, NetworkOutputs, add_outputs, output_kind
 from dmg.core.physics import PhysicsModel
@@ -126,6 +126,12 @@ def build_loss(config: RunConfig) -> nn.Module:
 def load_dataset(config: RunConfig) -> ArrayDataset:
     """The dataset named in ``data.dataset``, checked against ``data.roles``."""
     cls, cfg = resolve_component("dmg.datasets", config.data.dataset, "data.dataset")
-    dataset = cls.from_config(cfg).load()
+    try:
+        dataset = cls.from_config(cfg).load()
+    except InputError as exc:
+        hint = path_hint(config, "data.dataset.")
+        if not hint:
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
     config.data.roles.check(dataset)
     return dataset

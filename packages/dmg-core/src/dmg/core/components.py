@@ -106,6 +106,37 @@ class ComponentConfig(OptionsModel):
     """Base of component config models: unknown keys are errors (see :class:`OptionsModel`)."""
 
 
+# --------------------------------------------------------------------------- option roles
+
+ROLE_KEY = "dmg_role"
+"""Key of an option's ``json_schema_extra`` that says what the option is to the framework."""
+
+PATH_OPTION = {ROLE_KEY: "path"}
+"""A file or folder path: a relative one is read from the folder of the config file it is written in,
+or from the working directory when it is given on the command line (``--set``)."""
+
+SELECTS_UNITS = {ROLE_KEY: "units"}
+"""The units (ids) a dataset loads: ``dmg simulate --units`` sets it."""
+
+SELECTS_START = {ROLE_KEY: "start"}
+"""The first date a dataset loads: ``dmg simulate --start/--end`` widens it to the whole record."""
+
+SELECTS_END = {ROLE_KEY: "end"}
+"""The last date a dataset loads: ``dmg simulate --start/--end`` widens it to the whole record."""
+
+
+def options_with_role(config_class: type[BaseModel], role: str) -> list[str]:
+    """Names of the options of ``config_class`` marked with ``role`` (see :data:`PATH_OPTION` and others).
+
+    Mark an option with ``Field(..., json_schema_extra=PATH_OPTION)``.
+    """
+    return [
+        name
+        for name, field in config_class.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(ROLE_KEY) == role
+    ]
+
+
 def validate_options(
     config_class: type[ComponentConfig], config: BaseModel | Mapping[str, Any] | None, who: str
 ) -> Any:

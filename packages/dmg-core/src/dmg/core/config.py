@@ -38,6 +38,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -47,7 +48,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dmg.core import registry
-from dmg.core.components import SCALAR_TYPE_ERRORS, ComponentConfig, OptionsModel
+from dmg.core.components import SCALAR_TYPE_ERRORS, ComponentConfig, OptionsModel, options_with_role
 from dmg.core.data.roles import DataRoles
 from dmg.core.errors import ConfigError, RegistryError
 
@@ -347,7 +348,11 @@ class EvaluateConfig(Section):
 
 
 class OutputConfig(Section):
-    root: Path = Field(Path("runs"), description="Folder in which run folders are created.")
+    root: Path = Field(
+        Path("runs"),
+        description="Folder in which run folders are created (default: runs/ in the working directory; relative: "
+        "to the config file's folder, or to the working directory on the command line).",
+    )
     name: str | None = Field(None, description="Run folder name (default: a timestamp).")
     predictions: Literal["auto", "netcdf", "npz"] = Field(
         "auto", description="Prediction file format; 'auto': NetCDF when xarray is installed, else npz."
@@ -365,6 +370,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    _path_notes: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _has_targets(self) -> RunConfig:
@@ -415,7 +421,8 @@ def load_config(
 ) -> RunConfig:
     """Load and validate a run config from a YAML file or a mapping, after ``key.path=value`` overrides.
 
-    Relative dataset paths are resolved against the YAML file's folder.  Every registered
+    Relative paths are resolved by :data:`PATH_RULE`: from the YAML file's folder when written in it,
+    from the working directory when given in ``overrides`` (or in a mapping). Every registered
     component named in the config is validated against its own ``Config``.
     """
     where = ""
@@ -431,6 +438,7 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(data).__name__}")
         base = path.resolve().parent
+    in_file = _given_keys(data)
     for item in overrides:
         apply_override(data, item)
     check_moved_keys(data, where)
@@ -438,8 +446,9 @@ def load_config(
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise config_error(exc, RunConfig, where=where) from None
-    _resolve_dataset_paths(config, base)
     check_components(config, where)
+    from_command_line = {item.split("=", 1)[0].strip() for item in overrides}
+    resolve_paths(config, None if isinstance(source, Mapping) else base, from_command_line, in_file)
     check_output_root(config.output.root, where)
     return config
 
@@ -601,14 +610,73 @@ def check_moved_keys(data: Mapping[str, Any], where: str = "") -> None:
                 )
 
 
-def _resolve_dataset_paths(config: RunConfig, base: Path) -> None:
-    extra = config.data.dataset.model_extra or {}
-    for key in ("path", "root"):
-        value = extra.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            extra[key] = str((base / value).resolve())
-        elif isinstance(value, str):
-            extra[key] = str(Path(value).expanduser())
+PATH_RULE = (
+    "a relative path written in a config file is read from that file's folder; one given on the command line "
+    "(--set) from the working directory"
+)
+
+
+def component_refs(config: RunConfig) -> list[tuple[str, str, ComponentRef]]:
+    """``(key, group, ref)`` of every registered component a config names, e.g. ``("data.dataset", ...)``."""
+    refs = [
+        ("data.dataset", "dmg.datasets", config.data.dataset),
+        ("model.physics", "dmg.physics", config.model.physics),
+        ("train.loss", "dmg.losses", config.train.loss),
+        ("engine.backend", "dmg.backends", config.engine.backend),
+    ]
+    single = isinstance(config.model.nn, ComponentRef)
+    refs += [("model.nn" if single else f"model.nn.{n}", "dmg.nn", r) for n, r in config.model.networks.items()]
+    refs += [(f"model.couplings.{i}", "dmg.couplings", r) for i, r in enumerate(config.model.couplings)]
+    return refs
+
+
+def resolve_paths(config: RunConfig, file_folder: Path | None, from_command_line: set[str], in_file: set[str]) -> None:
+    """Make every relative path option absolute, by :data:`PATH_RULE`, and note how each was read.
+
+    Path options are those a component marks with ``PATH_OPTION``, and ``output.root`` when written in
+    the file (its default, ``runs``, stays relative to the working directory of each command).
+    """
+    notes: dict[str, str] = {}
+
+    def resolve(key: str, value: str) -> str:
+        given = Path(value).expanduser()
+        if given.is_absolute():
+            return str(given)
+        on_command_line = key in from_command_line or file_folder is None
+        base = Path.cwd() if on_command_line else file_folder
+        where = "the working directory" if on_command_line else f"the folder of the config file, {file_folder}"
+        notes[key] = f"{key} {value!r} is read from {where}"
+        return str((base / given).resolve())
+
+    for key, group, ref in component_refs(config):
+        extra = ref.model_extra or {}
+        for option in options_with_role(_config_class(registry.get(group, ref.name)), "path"):
+            value = extra.get(option)
+            if isinstance(value, str) and value:
+                extra[option] = resolve(f"{key}.{option}", value)
+    if "output.root" in from_command_line or "output.root" in in_file:
+        config.output.root = Path(resolve("output.root", str(config.output.root)))
+    config._path_notes.update(notes)
+
+
+def path_hint(config: RunConfig, prefix: str) -> str:
+    """How the relative paths under ``prefix`` were read, for an error about them ("" if none was relative)."""
+    notes = [note for key, note in config._path_notes.items() if key.startswith(prefix)]
+    return f" ({'; '.join(notes)}: {PATH_RULE})" if notes else ""
+
+
+def _given_keys(data: Any, prefix: str = "") -> set[str]:
+    """Dotted keys present in a nested mapping."""
+    keys: set[str] = set()
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            dotted = f"{prefix}{key}"
+            keys.add(dotted)
+            keys |= _given_keys(value, f"{dotted}.")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            keys |= _given_keys(value, f"{prefix}{i}.")
+    return keys
 
 
 def _deep_copy(value: Any) -> Any:

@@ -13,7 +13,7 @@ from dmg.core.config import load_config
 from dmg.core.data.batching import make_batch
 from dmg.core.distributed import resolve_device
 from dmg.core.run_data import check_targets, period_data, unit_split
-from dmg.core.training import target_loss
+from dmg.core.training import seed_everything, target_loss
 
 
 def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
@@ -32,7 +32,8 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
             data = period_data(config, dataset, period, ids, strict_warmup=False, key=f"data.{name}")
             check_targets(config, *data, name)
     normalizer = config.data.roles.fit_normalizer(train_data)
-    model = build_model(config).to(resolve_device(config.device))
+    seed_everything(config.seed)  # the weights training starts from
+    model = build_model(config).to(resolve_device(config.device)).eval()  # no dropout: the same loss every call
     loss_fn = build_loss(config)
     window = min(config.train.window, train_data.n_time - warmup)
     units = np.arange(min(2, train_data.n_units))
@@ -54,6 +55,7 @@ def validate_config(path: str | Path, overrides: Sequence[str] = ()) -> str:
             f"{n_weights} trainable weights",
             f"engine: backend {model.engine.backend!r}, memory {model.engine.memory}, "
             f"input checks {model.engine.check_inputs!r}",
-            f"one forward pass on {len(units)} units x {window} steps: loss {loss:.4g}",
+            f"one forward pass on {len(units)} units x {window} steps with the initial weights (seed {config.seed}, "
+            f"eval mode): loss {loss:.4g}",
         ]
     )

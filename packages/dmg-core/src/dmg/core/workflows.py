@@ -16,9 +16,19 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dmg.core import checkpoints
+from dmg.core import checkpoints, registry
 from dmg.core.build import build_loss, build_model, load_dataset
-from dmg.core.config import RunConfig, dump_config, load_config, make_period
+from dmg.core.components import options_with_role
+from dmg.core.config import (
+    ComponentRef,
+    Period,
+    RunConfig,
+    _config_class,
+    check_components,
+    dump_config,
+    load_config,
+    make_period,
+)
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.distributed import Distributed, resolve_device
@@ -173,6 +183,7 @@ def simulate(
     stem = folder.simulation(name) if name is not None else None
     with folder.lock("dmg simulate"):
         config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
+        config = widen_dataset(config, units, period)
         dataset = load_dataset(config)
         ids = list(units) if units else list(dataset.unit_ids)
         unknown = [u for u in ids if u not in dataset.unit_ids]
@@ -186,6 +197,28 @@ def simulate(
             raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
         predictions = predict(config, model, normalizer, data, warmup, with_targets=False)
         return save_predictions(stem, predictions, data.unit_ids, data.dates[warmup:], config.output.predictions)
+
+
+def widen_dataset(config: RunConfig, units: Sequence[str] | None, period: Period) -> RunConfig:
+    """The config with its dataset loading ``units`` and, when a period is asked for, its whole record.
+
+    Uses the options a dataset component marks as selecting units, a first date or a last date
+    (``SELECTS_UNITS``, ``SELECTS_START``, ``SELECTS_END`` of :mod:`dmg.core.components`), so that
+    ``dmg simulate --units/--start/--end`` need no ``--set`` of the dataset's own options.
+    """
+    ref = config.data.dataset
+    options = _config_class(registry.get("dmg.datasets", ref.name))
+    changes: dict[str, object] = {}
+    if units:
+        changes.update({option: list(units) for option in options_with_role(options, "units")})
+    if period.start is not None or period.end is not None:
+        changes.update({option: None for role in ("start", "end") for option in options_with_role(options, role)})
+    if not changes:
+        return config
+    dataset = ComponentRef.model_validate({**ref.model_dump(), **changes})
+    widened = config.model_copy(update={"data": config.data.model_copy(update={"dataset": dataset})})
+    check_components(widened)
+    return widened
 
 
 # --------------------------------------------------------------------------- helpers

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from dmg.core.components import Component, ComponentConfig
+from dmg.core.components import PATH_OPTION, Component, ComponentConfig
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.errors import InputError
 
@@ -22,7 +22,11 @@ class NpzDataset(Component):
     """A dataset saved with :meth:`ArrayDataset.save` (``.npz``)."""
 
     class Config(ComponentConfig):
-        path: str = Field(description="The .npz file (relative paths are relative to the config file).")
+        path: str = Field(
+            description="The .npz file (relative: to the config file's folder, or to the working directory on "
+            "the command line).",
+            json_schema_extra=PATH_OPTION,
+        )
 
     def __init__(self, config: Any = None, /, **options: Any) -> None:
         self.config = self.validate_config(config, options)

@@ -58,8 +58,10 @@ class CacheOptions(ComponentConfig):
     cache: bool = Field(True, description="Save the assembled arrays as .npz and reuse them while nothing changed.")
     cache_dir: str | None = Field(
         None,
-        description="Folder of the cache files (relative: to the working directory); "
-        f"default ${CACHE_ENV}, else $XDG_CACHE_HOME/dmg/datasets, else ~/.cache/dmg/datasets.",
+        description="Folder of the cache files (relative: to the config file's folder, or to the working "
+        f"directory on the command line); default ${CACHE_ENV}, else $XDG_CACHE_HOME/dmg/datasets, else "
+        "~/.cache/dmg/datasets.",
+        json_schema_extra={"dmg_role": "path"},
     )
 
 

@@ -269,15 +269,27 @@ class CamelsUS(FolderDataset):
     class Config(FolderDatasetOptions):
         """Options of the CAMELS-US dataset."""
 
-        root: str = Field(description="The CAMELS-US folder holding basin_mean_forcing/, usgs_streamflow/, ...")
+        root: str = Field(
+            description="The CAMELS-US folder holding basin_mean_forcing/, usgs_streamflow/, ...",
+            json_schema_extra={"dmg_role": "path"},
+        )
         gauges: list[str] | str = Field(
             description="Gauge ids as quoted strings (leading zeros kept), a text file with one id per line "
             "('#' starts a comment; a relative path is tried from the working directory, then from root), or "
-            "'all': every gauge with both a forcing and a streamflow file under root."
+            "'all': every gauge with both a forcing and a streamflow file under root.",
+            json_schema_extra={"dmg_role": "units"},
         )
         forcing: Literal["daymet", "maurer", "nldas"] = Field("daymet", description="Forcing product.")
-        start: dt.date | None = Field(None, description="First date; default: latest first date over the gauges.")
-        end: dt.date | None = Field(None, description="Last date; default: earliest last date over the gauges.")
+        start: dt.date | None = Field(
+            None,
+            description="First date; default: latest first date over the gauges.",
+            json_schema_extra={"dmg_role": "start"},
+        )
+        end: dt.date | None = Field(
+            None,
+            description="Last date; default: earliest last date over the gauges.",
+            json_schema_extra={"dmg_role": "end"},
+        )
         attributes: list[str] = Field(
             default_factory=list, description="Numeric attributes to join from the attribute files (e.g. area_gages2)."
         )

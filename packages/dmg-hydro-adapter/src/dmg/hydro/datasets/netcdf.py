@@ -127,7 +127,7 @@ class PerUnitNetCDF(FolderDataset):
     class Config(FolderDatasetOptions):
         """Options of the per-unit NetCDF dataset."""
 
-        root: str = Field(description="Folder the patterns are relative to.")
+        root: str = Field(description="Folder the patterns are relative to.", json_schema_extra={"dmg_role": "path"})
         pattern: str = Field(
             "timeseries/netcdf/*/{unit}.nc",
             description="Glob of the unit files relative to root; '{unit}' marks the unit id in the path.",
@@ -135,15 +135,22 @@ class PerUnitNetCDF(FolderDataset):
         units: list[str] | str | None = Field(
             None,
             description="Unit ids, or a text file with one id per line; default: every file matching the pattern.",
+            json_schema_extra={"dmg_role": "units"},
         )
         variables: list[str] | None = Field(
             None, description="Variables to read; default: every variable along the time coordinate."
         )
         rename: dict[str, str] = Field(default_factory=dict, description="File variable name -> dataset name.")
         time: str | None = Field(None, description="Name of the time coordinate; default: the only datetime one.")
-        start: dt.date | None = Field(None, description="First date; default: the latest first date over the units.")
+        start: dt.date | None = Field(
+            None,
+            description="First date; default: the latest first date over the units.",
+            json_schema_extra={"dmg_role": "start"},
+        )
         end: dt.date | None = Field(
-            None, description="Last date (inclusive, whole day); default: the earliest last date over the units."
+            None,
+            description="Last date (inclusive, whole day); default: the earliest last date over the units.",
+            json_schema_extra={"dmg_role": "end"},
         )
         attributes_files: list[str] = Field(
             default_factory=lambda: ["attributes/*/attributes_*.csv"],
