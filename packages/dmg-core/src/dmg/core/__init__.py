@@ -6,7 +6,10 @@ The public interface::
     Variable, State, MassBalance      declarations of forcings, states, outputs, conservation
     PhysicsModel, Signature           what a process model is: its immutable signature
     StepModel, SeriesModel            the two ways to write one: a time step, or the whole series
+    PhysicsConfig, ComponentConfig    options: a model's nested ``Config`` subclasses PhysicsConfig
     ProcessSlot, Processes            processes a network may replace, and their fillers in a run
+    NO_PROCESSES, SlotFiller          no slot filled (a ``simulate`` default); a filler's type
+    TensorDict, WarmupMode            type hints of ``step``/``simulate``; 'spinup' or 'inline'
     Chain, Ensemble                   composite physics models
     Engine, integrate                 how models are run: backend, memory policy, warm-up, checks
     ParameterLearning, ProcessReplacement, OutputCorrection   couplings
@@ -16,6 +19,7 @@ The public interface::
 """
 
 from dmg.core.__about__ import __version__ as __version__
+from dmg.core.components import ComponentConfig, PhysicsConfig
 from dmg.core.composites import Chain, Ensemble
 from dmg.core.couplings import Coupling, CouplingContext, OutputCorrection, ParameterLearning, ProcessReplacement
 from dmg.core.data.batch import Batch
@@ -25,12 +29,14 @@ from dmg.core.model import DeltaModel
 from dmg.core.networks import Network
 from dmg.core.parameters import Parameter, ParameterSpec
 from dmg.core.physics import Composite, Outputs, PhysicsModel, SeriesModel, StepModel
-from dmg.core.signature import Processes, ProcessSlot, Signature
+from dmg.core.signature import NO_PROCESSES, Processes, ProcessSlot, Signature, SlotFiller, TensorDict, WarmupMode
 from dmg.core.variables import MassBalance, State, Variable
 
 __all__ = [
+    "NO_PROCESSES",
     "Batch",
     "Chain",
+    "ComponentConfig",
     "Composite",
     "ConfigError",
     "Coupling",
@@ -48,6 +54,7 @@ __all__ = [
     "Parameter",
     "ParameterLearning",
     "ParameterSpec",
+    "PhysicsConfig",
     "PhysicsModel",
     "ProcessReplacement",
     "ProcessSlot",
@@ -56,9 +63,12 @@ __all__ = [
     "SeriesModel",
     "ShapeError",
     "Signature",
+    "SlotFiller",
     "SpecError",
     "State",
     "StepModel",
+    "TensorDict",
     "Variable",
+    "WarmupMode",
     "integrate",
 ]
