@@ -7,8 +7,9 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from dmg.core import registry
 from dmg.core.__about__ import __version__
@@ -169,15 +170,25 @@ def _train(args: argparse.Namespace) -> int:
         return 0  # under torchrun, rank 0 reports and evaluates
     print(f"trained: {folder.path}")
     if not args.no_evaluate:
-        print(evaluation.format_metrics(evaluation.evaluate(folder.path, "test")))
+        _print_evaluation(folder.path, evaluation.evaluate(folder.path, "test"))
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from dmg.core import evaluation
 
-    print(evaluation.format_metrics(evaluation.evaluate(args.run_dir, args.period, args.checkpoint)))
+    _print_evaluation(args.run_dir, evaluation.evaluate(args.run_dir, args.period, args.checkpoint))
     return 0
+
+
+def _print_evaluation(run_dir: str | Path, report: Mapping[str, Any]) -> None:
+    """The metrics table of an evaluated period, then where its plots are (if any were written)."""
+    from dmg.core import evaluation
+
+    print(evaluation.format_metrics(report))
+    plots = evaluation.format_plots(run_dir, report)
+    if plots:
+        print(plots)
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Evaluation of a trained run: its model, predictions over a period, metrics, parameter recovery.
 
-``evaluate`` writes ``metrics.json``, ``predictions_<period>`` and plots into the run folder
-(holding its lock); :func:`load_trained` and :func:`predict` are shared with ``simulate``.
+``evaluate`` writes ``metrics.json``, ``predictions_<period>`` and plots (see :mod:`dmg.core.plots`)
+into the run folder (holding its lock); :func:`load_trained` and :func:`predict` are shared with ``simulate``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,11 @@ def save_predictions(
 
 
 def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
-    """Metrics per unit and summarised, for one period of a run; writes metrics.json and predictions."""
+    """Metrics per unit and summarised, for one period of a run; writes metrics.json, predictions and plots.
+
+    The report returned (and stored under ``period`` in metrics.json) lists the plot files written
+    under ``plots``, relative to the run folder, when ``evaluate.plots`` is on (none without matplotlib).
+    """
     folder = RunFolder.existing(run_dir)
     with folder.lock("evaluate"):
         config = load_config(folder.config)
@@ -187,9 +191,22 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
             report["parameters"] = recovery
         dates = data.dates[warmup:]
         if config.evaluate.plots:
-            write_plots(
-                folder.plots, period, predictions, data.unit_ids, dates, report, learned, config.evaluate.plot_units
+            plots = write_plots(
+                folder.plots,
+                period,
+                predictions,
+                data.unit_ids,
+                dates,
+                report,
+                learned,
+                config.evaluate.plot_units,
+                units=data.units,
+                parameter_units=parameter_units(model.phy_model.parameter_spec, learned),
+                truths=known_parameters(learned, data),
+                log=folder.log,
+                loss=config.train.loss.name,
             )
+            report["plots"] = [path.relative_to(folder.path).as_posix() for path in plots]
         save_predictions(folder.predictions(period), predictions, data.unit_ids, dates, config.output.predictions)
         metrics = _read_metrics(folder)
         metrics[period] = report
@@ -300,10 +317,8 @@ def parameter_recovery(
     correlation across units.
     """
     report = {}
-    for name, estimate in learned.items():
-        if f"{TRUE_PREFIX}{name}" not in data.attribute_names:
-            continue
-        truth = data.attribute(f"{TRUE_PREFIX}{name}")
+    for name, truth in known_parameters(learned, data).items():
+        estimate = learned[name]
         width = (spec[name].high - spec[name].low) or 1.0
         corr = np.corrcoef(estimate, truth)[0, 1] if estimate.std() > 0 and truth.std() > 0 else float("nan")
         report[name] = {
@@ -313,7 +328,31 @@ def parameter_recovery(
     return report
 
 
+def known_parameters(names: Iterable[str], data: ArrayDataset) -> dict[str, np.ndarray]:
+    """The true value per unit ``[unit]`` of each of ``names`` that the dataset knows.
+
+    Known values are attributes ``true_<PARAM>`` of the dataset (synthetic twins have them), in the
+    parameter's physical unit.
+    """
+    return {
+        name: np.asarray(data.attribute(f"{TRUE_PREFIX}{name}"))
+        for name in names
+        if f"{TRUE_PREFIX}{name}" in data.attribute_names
+    }
+
+
+def parameter_units(spec: ParameterSpec, names: Iterable[str]) -> dict[str, str]:
+    """The physical unit of each of ``names`` that ``spec`` declares (``""``: dimensionless)."""
+    return {name: spec[name].unit for name in names if name in spec}
+
+
 # --------------------------------------------------------------------------- text
+
+RECOVERY_COLUMNS = (
+    "|error|/range (0 is perfect): median absolute error of the learned parameter as a fraction of its allowed "
+    "range; corr (1 is perfect): correlation across units between learned and true"
+)
+"""The line under the parameter-recovery table saying what its columns mean."""
 
 
 def format_metrics(report: Mapping[str, Any]) -> str:
@@ -333,7 +372,16 @@ def format_metrics(report: Mapping[str, Any]) -> str:
         for name, entry in report["parameters"].items():
             corr = "n/a" if entry["correlation"] is None else f"{entry['correlation']:.3f}"
             lines.append(f"  {name:<14}{entry['median_abs_error_of_range']:>14.3f}{corr:>8}")
+        lines.append(f"  {RECOVERY_COLUMNS}")
     return "\n".join(lines)
+
+
+def format_plots(run_dir: str | Path, report: Mapping[str, Any]) -> str | None:
+    """Where the plots of an evaluated period are, e.g. ``plots: runs/x/plots (5 files)``; ``None`` if none."""
+    written = report.get("plots") or []
+    if not written:
+        return None
+    return f"plots: {RunFolder(Path(run_dir)).plots} ({len(written)} file{'s' if len(written) != 1 else ''})"
 
 
 def _nan_stat(fn, values: np.ndarray) -> float | None:
