@@ -343,7 +343,11 @@ class EvaluateConfig(Section):
     )
     units_per_batch: int = Field(256, ge=1, description="Units simulated at once.")
     checkpoint: Literal["best", "last"] = Field("best", description="Which checkpoint to evaluate.")
-    plots: bool = Field(True, description="Write plots to the run folder (needs matplotlib; skipped without it).")
+    plots: bool = Field(
+        True,
+        description="Write plots to the run folder (needs matplotlib: the plots extra, dmg-core[plots]; "
+        "without it they are skipped with one warning).",
+    )
     plot_units: int = Field(12, ge=0, description="Units whose series are plotted (the first ones).")
 
 
