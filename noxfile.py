@@ -90,6 +90,7 @@ def tests(session: nox.Session, package: str) -> None:
 def integration(session: nox.Session) -> None:
     """Cross-package and end-to-end tests with every package installed."""
     _install(session, list(PACKAGES.values()))
+    session.install(*CONSTRAINTS, "playwright")  # drives Chromium in the `dmg gui` tests (no browser download)
     session.run("pytest", str(ROOT / "tests-integration"), *session.posargs)
 
 

@@ -37,6 +37,10 @@ EXAMPLES = {
     "list": """examples:
   dmg list                                  every installed component and its package
   dmg list physics""",
+    "gui": """examples:
+  dmg gui                                   edit configs of this folder in the browser (prints the address)
+  dmg gui examples/configs/quickstart.yaml --open
+  dmg gui --port 8765""",
 }
 
 
@@ -101,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("list", "List installed components and the packages that provide them.")
     p.add_argument("group", nargs="?", choices=[g.split(".", 1)[1] for g in registry.GROUPS])
+
+    p = command("gui", "Edit run configs in a local web page (127.0.0.1 only; files of this folder).")
+    p.add_argument("config", nargs="?", help="a YAML config in the working directory to open first")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default web browser")
     return parser
 
 
@@ -244,6 +253,12 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gui(args: argparse.Namespace) -> int:
+    from dmg.core.gui.server import serve
+
+    return serve(args.config, args.port, args.open)
+
+
 _COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
@@ -251,6 +266,7 @@ _COMMANDS = {
     "validate": _validate,
     "schema": _schema,
     "list": _list,
+    "gui": _gui,
 }
 
 
