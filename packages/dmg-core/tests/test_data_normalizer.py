@@ -105,3 +105,47 @@ def test_save_load_round_trip(dataset, tmp_path):
     np.testing.assert_array_equal(
         back.transform_variables(x, ["prcp", "tmean"]), norm.transform_variables(x, ["prcp", "tmean"])
     )
+
+
+def test_log_sqrt_is_the_published_precipitation_transform():
+    p = np.array([0.0, 0.5, 4.0, 25.0])
+    data = ArrayDataset(p[None, :, None], ("P",), ("u",), np.arange(4).astype("datetime64[D]"))
+    norm = Normalizer({"P": "log_sqrt"}).fit(data, ["P"])
+    stats = norm.variable_stats["P"]
+    expected = np.log10(np.sqrt(p) + 0.1)
+    assert np.allclose(norm.transform_variables(p[None, :, None], ["P"])[0, :, 0], (expected - stats.mean) / stats.std)
+    assert np.allclose(norm.inverse(norm.transform_variables(p[None, :, None], ["P"]), ["P"])[0, :, 0], p)
+
+
+def _with_reference(reference):
+    dates = np.arange(3).astype("datetime64[D]")
+    return ArrayDataset(
+        np.ones((2, 3, 1)),
+        ("x",),
+        ("a", "b"),
+        dates,
+        attributes=np.array([[1.0], [1.0]]),
+        attribute_names=("area",),
+        reference_attributes=reference,
+    )
+
+
+def test_attribute_statistics_from_a_reference_population(tmp_path):
+    population = np.array([[1.0], [3.0], [5.0], [np.nan]])
+    data = _with_reference(population)
+    training = Normalizer().fit(data, [], ["area"])
+    assert training.attribute_stats["area"].mean == 1.0 and training.attribute_stats["area"].std == 1.0  # degenerate
+    reference = Normalizer().fit(data, [], ["area"], attribute_population="reference")
+    assert reference.attribute_stats["area"].mean == 3.0
+    assert np.isclose(reference.attribute_stats["area"].std, np.std([1.0, 3.0, 5.0]))
+    data.save(tmp_path / "d.npz")
+    loaded = ArrayDataset.load(tmp_path / "d.npz")
+    assert np.array_equal(loaded.reference_attributes, population, equal_nan=True)
+    assert np.array_equal(loaded.select_units(["b"]).reference_attributes, population, equal_nan=True)
+
+
+def test_a_reference_population_is_required_when_asked_for():
+    with pytest.raises(ConfigError, match="attribute_statistics: 'reference' needs a dataset with a reference"):
+        Normalizer().fit(_with_reference(None), [], ["area"], attribute_population="reference")
+    with pytest.raises(Exception, match="reference_attributes must be"):
+        _with_reference(np.ones((4, 2)))

@@ -272,3 +272,15 @@ def test_binary_attribute_and_gauge_list_files_are_named(tmp_path):
     listed.write_bytes(b"\xff\xfe1\x002\x00")
     with pytest.raises(InputError, match=rf"gauges: gauge list file {re.escape(str(listed))} is not UTF-8 text"):
         load(tmp_path, gauges=str(listed))
+
+
+def test_reference_attributes_cover_every_basin_of_the_attribute_files(sample, daymet):
+    reference = daymet.reference_attributes
+    assert reference is not None and reference.shape == (671, len(daymet.attribute_names))
+    for name in ("pet_mean", "elev_mean"):
+        column = reference[:, daymet.attribute_index(name)]
+        assert np.isfinite(column).sum() >= 670
+        for value in daymet.attribute(name):  # the loaded basins are part of the population
+            assert np.any(np.isclose(column, value))
+    lat = reference[:, daymet.attribute_index("header_lat")]
+    assert np.isfinite(lat).sum() == daymet.n_units  # only the loaded basins' forcing headers are read

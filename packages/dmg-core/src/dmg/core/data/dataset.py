@@ -62,6 +62,11 @@ class ArrayDataset:
         Name of each attribute column, unique.
     units
         Physical unit of each variable or attribute by name (optional, e.g. ``{"prcp": "mm/day"}``).
+    reference_attributes
+        The same attribute columns for a reference population of units ``[reference unit, attribute]``
+        (e.g. every basin of a collection's attribute files, not only those loaded), or ``None``.
+        Normalizers may take attribute statistics from it (``data.roles.attribute_statistics``);
+        NaN marks a value the population lacks.
 
     Examples
     --------
@@ -76,6 +81,7 @@ class ArrayDataset:
     attributes: np.ndarray | None = None
     attribute_names: tuple[str, ...] = ()
     units: dict[str, str] = field(default_factory=dict)
+    reference_attributes: np.ndarray | None = None
     _var_index: dict[str, int] = field(init=False, repr=False)
     _attr_index: dict[str, int] = field(init=False, repr=False)
     _unit_index: dict[str, int] = field(init=False, repr=False)
@@ -124,6 +130,15 @@ class ArrayDataset:
                 f"{list(attribute_names)}"
             )
 
+        reference = None
+        if self.reference_attributes is not None:
+            reference = np.asarray(self.reference_attributes, dtype=np.float64)
+            if reference.ndim != 2 or reference.shape[1] != len(attribute_names):
+                raise ShapeError(
+                    f"reference_attributes must be [reference unit, attribute] with {len(attribute_names)} columns, "
+                    f"got shape {reference.shape}"
+                )
+
         units = {str(k): str(v) for k, v in dict(self.units).items()}
         unknown = sorted(set(units) - set(variables) - set(attribute_names))
         if unknown:
@@ -136,6 +151,7 @@ class ArrayDataset:
         set_(self, "attributes", _readonly(attributes))
         set_(self, "attribute_names", attribute_names)
         set_(self, "units", units)
+        set_(self, "reference_attributes", None if reference is None else _readonly(reference))
         set_(self, "_var_index", {n: i for i, n in enumerate(variables)})
         set_(self, "_attr_index", {n: i for i, n in enumerate(attribute_names)})
         set_(self, "_unit_index", {n: i for i, n in enumerate(unit_ids)})
@@ -399,6 +415,7 @@ class ArrayDataset:
                 attributes=self.attributes,
                 attribute_names=np.array(self.attribute_names, dtype=str),
                 units=np.array(json.dumps(self.units)),
+                **({} if self.reference_attributes is None else {"reference_attributes": self.reference_attributes}),
             )
 
     @classmethod
@@ -424,13 +441,22 @@ class ArrayDataset:
         if arrays["dates"].dtype.kind != "M":
             raise InputError(f"dataset file {str(path)!r}: dates must be datetime64, got {arrays['dates'].dtype}")
         try:
-            return cls(data=arrays["data"], dates=arrays["dates"], attributes=arrays["attributes"], **fields)
+            return cls(
+                data=arrays["data"],
+                dates=arrays["dates"],
+                attributes=arrays["attributes"],
+                reference_attributes=arrays.get("reference_attributes"),
+                **fields,
+            )
         except (DmgError, ValueError, TypeError) as exc:
             raise InputError(f"dataset file {str(path)!r} holds an invalid dataset: {exc}") from None
 
 
 NPZ_ARRAYS = ("format_version", "data", "variables", "unit_ids", "dates", "attributes", "attribute_names", "units")
 """The arrays of an ``.npz`` file written by :meth:`ArrayDataset.save`."""
+
+OPTIONAL_ARRAYS = ("reference_attributes",)
+"""Arrays such a file may also hold."""
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -459,7 +485,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [name for name in NPZ_ARRAYS if name not in f.files]
             if missing:
                 raise InputError(f"{where} lacks the arrays {missing}; it was not written by ArrayDataset.save")
-            return {name: f[name] for name in NPZ_ARRAYS}
+            return {name: f[name] for name in NPZ_ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in f.files)}
     except InputError:
         raise
     except Exception as exc:  # numpy, zipfile and zlib raise many kinds on damaged bytes (ValueError, EOFError, ...)

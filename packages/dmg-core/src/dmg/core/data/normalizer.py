@@ -18,8 +18,9 @@ from dmg.core.data.dataset import ArrayDataset
 from dmg.core.errors import ConfigError, InputError, ShapeError
 from dmg.core.io import atomic_open
 
-TRANSFORMS = ("none", "log", "log1p", "sqrt")
-"""Transforms applied before the z-score: ``log`` is ``log(x + log_eps)``."""
+TRANSFORMS = ("none", "log", "log1p", "sqrt", "log_sqrt")
+"""Transforms applied before the z-score: ``log`` is ``log(x + log_eps)``, ``log_sqrt`` is
+``log10(sqrt(x) + log_eps)`` (the published δHBV's precipitation transform with ``log_eps = 0.1``)."""
 
 ZERO_STD = 1e-12
 """A standard deviation at or below this (relative to ``max(1, |mean|)``) counts as zero."""
@@ -51,6 +52,8 @@ def _forward(x: ArrayT, transform: str, log_eps: float) -> ArrayT:
         return lib.log(x + log_eps)
     if transform == "log1p":
         return lib.log1p(x)
+    if transform == "log_sqrt":
+        return lib.log10(lib.sqrt(x) + log_eps)
     return lib.sqrt(x)
 
 
@@ -63,6 +66,10 @@ def _backward(y: ArrayT, transform: str, log_eps: float) -> ArrayT:
         return lib.exp(y) - log_eps
     if transform == "log1p":
         return lib.expm1(y)
+    if transform == "log_sqrt":
+        root = 10.0**y - log_eps
+        root = lib.clip(root, 0.0, None) if lib is np else torch.clamp(root, min=0.0)
+        return root * root
     y = lib.clip(y, 0.0, None) if lib is np else torch.clamp(y, min=0.0)
     return y * y
 
@@ -95,7 +102,9 @@ class Normalizer:
     * ``"none"``: ``T(x) = x``;
     * ``"log"``: ``T(x) = log(max(x, 0) + log_eps)``;
     * ``"log1p"``: ``T(x) = log(1 + max(x, 0))``;
-    * ``"sqrt"``: ``T(x) = sqrt(max(x, 0))``.
+    * ``"sqrt"``: ``T(x) = sqrt(max(x, 0))``;
+    * ``"log_sqrt"``: ``T(x) = log10(sqrt(max(x, 0)) + log_eps)`` (the published δHBV's transform of
+      precipitation, with ``log_eps = 0.1``).
 
     Fitting a skew transform on data with a negative value is an error (a
     :class:`~dmg.core.errors.ConfigError` naming the variable and the smallest value); when
@@ -149,15 +158,28 @@ class Normalizer:
         dataset: ArrayDataset,
         variables: Sequence[str] = (),
         attributes: Sequence[str] = (),
+        attribute_population: str = "training",
     ) -> Normalizer:
         """Compute statistics of ``variables`` and ``attributes`` over all units and steps of ``dataset``.
 
-        NaN and infinite values are ignored. Pass the training split only. Returns ``self``.
+        NaN and infinite values are ignored. Pass the training split only. With
+        ``attribute_population="reference"``, attribute statistics come from the dataset's
+        ``reference_attributes`` (a wider population of units) instead. Returns ``self``.
         """
+        if attribute_population not in ("training", "reference"):
+            raise ConfigError(f"attribute_population must be 'training' or 'reference', got {attribute_population!r}")
+        reference = dataset.reference_attributes if attribute_population == "reference" else None
+        if attribute_population == "reference" and reference is None and attributes:
+            raise ConfigError(
+                "data.roles.attribute_statistics: 'reference' needs a dataset with a reference attribute table "
+                "(ArrayDataset.reference_attributes; the camels_us and netcdf datasets provide one); "
+                "this dataset has none, use 'training'"
+            )
         for name in variables:
             self.variable_stats[name] = self._stats(name, dataset.variable(name), "variable")
         for name in attributes:
-            self.attribute_stats[name] = self._stats(name, dataset.attribute(name), "attribute")
+            values = dataset.attribute(name) if reference is None else reference[:, dataset.attribute_index(name)]
+            self.attribute_stats[name] = self._stats(name, values, "attribute")
         return self
 
     # ----------------------------------------------------------------- applying

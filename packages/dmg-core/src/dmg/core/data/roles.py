@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dmg.core.data._names import closest, duplicates
@@ -45,6 +47,12 @@ class DataRoles(BaseModel):
         default_factory=dict, description="Physics attribute name -> dataset attribute (fed raw, e.g. area)."
     )
     targets: dict[str, str] = Field(default_factory=dict, description="Model output name -> observed dataset variable.")
+    attribute_statistics: Literal["training", "reference"] = Field(
+        "training",
+        description="Population the static attributes are z-scored over: 'training' (the training units) or "
+        "'reference' (the dataset's reference population, e.g. every basin of CAMELS' attribute files, as the "
+        "published models do; robust with few training units).",
+    )
     transforms: dict[str, str] = Field(
         default_factory=dict,
         description=f"Normalizer transform per dataset variable/attribute, one of {list(TRANSFORMS)}; default 'none'.",
@@ -117,4 +125,6 @@ class DataRoles(BaseModel):
 
     def fit_normalizer(self, dataset: ArrayDataset, log_eps: float = 0.1) -> Normalizer:
         """A :class:`Normalizer` fitted on ``dataset`` (the training split) for the network inputs."""
-        return Normalizer(self.transforms, log_eps=log_eps).fit(dataset, self.nn_inputs, self.nn_static)
+        return Normalizer(self.transforms, log_eps=log_eps).fit(
+            dataset, self.nn_inputs, self.nn_static, attribute_population=self.attribute_statistics
+        )

@@ -8,7 +8,7 @@ source); :func:`select_attributes` finds each requested value in whichever table
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
@@ -199,4 +199,32 @@ def select_attributes(
                     )
             values[i] = value
         out[name] = values
+    return out
+
+
+def reference_attributes(
+    tables: Sequence[AttributeTable], names: Sequence[str], known: Mapping[str, Mapping[str, float]] | None = None
+) -> np.ndarray:
+    """The attributes ``names`` of every unit any table holds, ``[reference unit, attribute]`` (float64).
+
+    This is the population a normalizer may take attribute statistics from (e.g. all 671 CAMELS basins
+    while training on four). ``known`` gives values by attribute and unit id for attributes no table
+    holds (e.g. those read from the loaded units' own files); a value a unit lacks is NaN.
+    """
+    known = known or {}
+    ids = sorted({unit for table in tables for unit in table.rows} | {u for v in known.values() for u in v})
+    out = np.full((len(ids), len(names)), np.nan)
+    for j, name in enumerate(names):
+        if name in known:
+            out[:, j] = [known[name].get(unit, np.nan) for unit in ids]
+            continue
+        for table in tables:
+            if name not in table.columns:
+                continue
+            column = table.column_index(name)
+            for i, unit in enumerate(ids):
+                row = table.rows.get(unit)
+                value = None if row is None else _parse(row[column])
+                if value is not None and np.isnan(out[i, j]):
+                    out[i, j] = value
     return out

@@ -70,7 +70,7 @@ from pydantic import Field, field_validator
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import InputError
-from dmg.hydro.datasets._tables import AttributeTable, read_table, read_text, select_attributes
+from dmg.hydro.datasets._tables import AttributeTable, read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.pet import hargreaves, priestley_taylor
@@ -264,7 +264,7 @@ class CamelsUS(FolderDataset):
     cache_name: ClassVar[str] = "camels_us"
     default_metrics: ClassVar[tuple[str, ...]] = HYDROLOGY_METRICS
     """Metrics ``dmg evaluate`` reports when the run config lists none."""
-    cache_version: ClassVar[int] = 1
+    cache_version: ClassVar[int] = 2
 
     class Config(FolderDatasetOptions):
         """Options of the CAMELS-US dataset."""
@@ -468,12 +468,14 @@ class CamelsUS(FolderDataset):
         out["streamflow"] = streamflow
 
         attributes = {"header_lat": lat, "header_elev": elev, "header_area": area}
+        tables: list[AttributeTable] = []
         if self.config.attributes:
             clash = [a for a in self.config.attributes if a in HEADER_ATTRIBUTES]
             if clash:
                 raise InputError(f"attributes: {clash} are always included (from the forcing header); remove them")
-            tables: list[AttributeTable] = [read_table(p, ";", "gauge_id") for p in attribute_files]
+            tables = [read_table(p, ";", "gauge_id") for p in attribute_files]
             attributes.update(select_attributes(tables, self.config.attributes, gauges))
+        known = {name: dict(zip(gauges, attributes[name].tolist())) for name in HEADER_ATTRIBUTES}
         units = {k: v for k, v in UNITS.items() if k in out or k in attributes}
         return ArrayDataset(
             data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
@@ -483,6 +485,7 @@ class CamelsUS(FolderDataset):
             attributes=np.stack([attributes[name] for name in attributes], axis=1),
             attribute_names=tuple(attributes),
             units=units,
+            reference_attributes=reference_attributes(tables, tuple(attributes), known),
         )
 
     def _pet(

@@ -33,7 +33,7 @@ from pydantic import Field
 
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import DmgError, InputError
-from dmg.hydro.datasets._tables import read_table, read_text, select_attributes
+from dmg.hydro.datasets._tables import read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 
@@ -122,7 +122,7 @@ class PerUnitNetCDF(FolderDataset):
     cache_name: ClassVar[str] = "netcdf_units"
     default_metrics: ClassVar[tuple[str, ...]] = HYDROLOGY_METRICS
     """Metrics ``dmg evaluate`` reports when the run config lists none."""
-    cache_version: ClassVar[int] = 1
+    cache_version: ClassVar[int] = 2
 
     class Config(FolderDatasetOptions):
         """Options of the per-unit NetCDF dataset."""
@@ -315,6 +315,7 @@ class PerUnitNetCDF(FolderDataset):
             for name, unit_text in read[unit][2].items():
                 physical.setdefault(self.config.rename.get(name, name), unit_text)
         attributes = {}
+        tables = []
         if self.config.attributes:
             tables = [read_table(p, ",", self.config.id_column) for p in attribute_files]
             attributes = select_attributes(tables, self.config.attributes, units)
@@ -326,6 +327,7 @@ class PerUnitNetCDF(FolderDataset):
             attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
             attribute_names=tuple(attributes),
             units=physical,
+            reference_attributes=reference_attributes(tables, tuple(attributes)) if attributes else None,
         )
 
     def _time_axis(
