@@ -118,6 +118,8 @@ class EditorHandler(BaseHTTPRequestHandler):
             status, reply = HTTPStatus.CONFLICT, {"ok": False, "exists": True, "error": str(exc)}
         except (DmgError, OSError) as exc:
             status, reply = HTTPStatus.BAD_REQUEST, {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a failure of ours: the page shows it, the server keeps serving
+            status, reply = HTTPStatus.INTERNAL_SERVER_ERROR, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         self._json(status, reply)
 
     # ------------------------------------------------------------------ security
@@ -154,7 +156,7 @@ class EditorHandler(BaseHTTPRequestHandler):
         return body
 
     def _static(self, name: str, content_type: str) -> None:
-        data = resources.files("dmg.core.gui").joinpath("static", name).read_bytes()
+        data = (resources.files("dmg.core.gui") / "static" / name).read_bytes()
         if name == "index.html":
             data = data.replace(TOKEN_PLACEHOLDER.encode(), self.server.token.encode())
         self._send(HTTPStatus.OK, data, content_type)

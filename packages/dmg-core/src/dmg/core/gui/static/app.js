@@ -12,13 +12,18 @@ const $ = (id) => document.getElementById(id);
 
 // ------------------------------------------------------------------ server
 
+// One API call: {status, data}; a server that does not answer gives status 0 and an error.
 async function api(action, body) {
-  const response = await fetch(`/api/${action}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "X-Dmg-Token": TOKEN, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, data: await response.json() };
+  try {
+    const response = await fetch(`/api/${action}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { "X-Dmg-Token": TOKEN, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, data: await response.json() };
+  } catch (error) {
+    return { status: 0, data: { ok: false, error: `no answer from the server (is dmg gui still running?): ${error}` } };
+  }
 }
 
 function setStatus(text, kind) {
@@ -356,7 +361,9 @@ function sectionBlock(path, schema, title) {
 function renderProperty(path, raw) {
   const key = path.join(".");
   const info = classify(raw, key);
-  info.schema = { description: deref(raw).description, default: deref(raw).default, ...info.schema };
+  // the field's own description and default come first (a referenced model has its own description)
+  const own = { description: raw.description, default: raw.default };
+  info.schema = { ...info.schema, description: own.description ?? info.schema.description, default: own.default ?? info.schema.default };
   const title = String(path[path.length - 1]);
   switch (info.kind) {
     case "section":
