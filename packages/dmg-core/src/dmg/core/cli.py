@@ -37,6 +37,9 @@ EXAMPLES = {
     "list": """examples:
   dmg list                                  every installed component and its package
   dmg list physics""",
+    "tune": """examples:
+  dmg tune my.yaml --trials 30              search the config's tune.space (needs the tune extra)
+  dmg tune my.yaml --trials 60 --jobs 2     continue the same study with two worker processes""",
     "gui": """examples:
   dmg gui                                   edit configs of this folder in the browser (prints the address)
   dmg gui examples/configs/quickstart.yaml --open
@@ -105,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("list", "List installed components and the packages that provide them.")
     p.add_argument("group", nargs="?", choices=[g.split(".", 1)[1] for g in registry.GROUPS])
+
+    p = command("tune", "Search hyper-parameters of a config (its tune section) on the validation period.")
+    p.add_argument("config", help="run configuration (YAML) with a tune section and data.valid")
+    overrides(p)
+    p.add_argument("--trials", type=int, help="trials in the study in all (default: tune.trials)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes sharing the study")
+    p.add_argument("--study-dir", help="folder of the study (default: output.root/tune_<name>)")
 
     p = command("gui", "Edit run configs in a local web page (127.0.0.1 only; files of this folder).")
     p.add_argument("config", nargs="?", help="a YAML config in the working directory to open first")
@@ -253,6 +263,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from dmg.core import tune
+
+    result = tune.tune(args.config, args.overrides, args.trials, args.jobs, args.study_dir)
+    print(tune.format_result(result))
+    return 0
+
+
 def _gui(args: argparse.Namespace) -> int:
     from dmg.core.gui.server import serve
 
@@ -266,6 +284,7 @@ _COMMANDS = {
     "validate": _validate,
     "schema": _schema,
     "list": _list,
+    "tune": _tune,
     "gui": _gui,
 }
 

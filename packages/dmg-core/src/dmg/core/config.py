@@ -335,6 +335,51 @@ class TrainConfig(Section):
     progress: bool = Field(True, description="Show a progress bar.")
 
 
+class SearchRange(Section):
+    """The values ``dmg tune`` tries for one config key: a numeric range or a list of choices."""
+
+    low: int | float | None = Field(None, description="Smallest value (with high); integers when low and high are.")
+    high: int | float | None = Field(None, description="Largest value (with low).")
+    log: bool = Field(False, description="Draw on a log scale (low > 0).")
+    step: int | float | None = Field(None, gt=0, description="Spacing of the values (none: continuous).")
+    choices: list[Any] | None = Field(None, description="The values to choose from (instead of low/high).")
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> SearchRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either choices (a non-empty list) or low and high, not both")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"give low < high (got low={self.low}, high={self.high}) or a list of choices")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log scale needs low > 0, got {self.low}")
+        return self
+
+    @property
+    def is_integer(self) -> bool:
+        """Whether the values are integers: low and high (and step, if given) are written as integers."""
+        return all(isinstance(v, int) for v in (self.low, self.high)) and (
+            self.step is None or isinstance(self.step, int)
+        )
+
+
+class TuneConfig(Section):
+    """The hyper-parameter search of ``dmg tune``: which keys vary, how, and how trials are pruned."""
+
+    space: dict[str, SearchRange] = Field(
+        default_factory=dict,
+        description="Dotted config key -> its range or choices, e.g. {'train.optimizer.lr': {low: 1e-4, "
+        "high: 1e-2, log: true}, 'model.nn.dropout': {choices: [0.0, 0.5]}}.",
+    )
+    trials: int = Field(20, ge=1, description="Trials in the study (finished and pruned ones count); --trials.")
+    pruner: Literal["median", "none"] = Field(
+        "median", description="Stop a trial whose validation loss is worse than the median of earlier trials."
+    )
+    warmup_epochs: int = Field(2, ge=0, description="Epochs every trial runs before it may be pruned.")
+    seed: int | None = Field(None, description="Seed of the search (default: the run's seed).")
+
+
 class EvaluateConfig(Section):
     metrics: list[str] | None = Field(
         None,
@@ -374,6 +419,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    tune: TuneConfig | None = Field(None, description="Hyper-parameter search of `dmg tune` (ignored by train).")
     _path_notes: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
@@ -647,7 +693,7 @@ def resolve_paths(config: RunConfig, file_folder: Path | None, from_command_line
         if given.is_absolute():
             return str(given)
         on_command_line = key in from_command_line or file_folder is None
-        base = Path.cwd() if on_command_line else file_folder
+        base = file_folder if file_folder is not None and not on_command_line else Path.cwd()
         where = "the working directory" if on_command_line else f"the folder of the config file, {file_folder}"
         notes[key] = f"{key} {value!r} is read from {where}"
         return str((base / given).resolve())
