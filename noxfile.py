@@ -5,6 +5,7 @@
     nox -s "tests(package='core')"   one package's tests in a fresh environment with only its declared dependencies
     nox -s integration            cross-package and end-to-end tests
     nox -s lint                   ruff
+    nox -s typecheck              mypy over dmg-core's public API
     nox -s demo                   the main job: train the embedded default model and print its metrics
     nox -s hydrodl2               parity of the HBV models with an installed hydrodl2 on fresh inputs
     nox -s bench                  engine speed against hydrodl2 and the published dMG (pinned environments)
@@ -34,7 +35,7 @@ PACKAGES = {
 }
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests", "integration"]
+nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -78,6 +79,14 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(tags=["test"])
+def typecheck(session: nox.Session) -> None:
+    """mypy over dmg-core's public API (settings in pyproject.toml's [tool.mypy]). dmg-core is read from
+    source, so only its dependencies are installed: mypy does not report errors in installed packages."""
+    session.install(*CONSTRAINTS, "mypy", *_dependencies("dmg-core"))
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(tags=["test"])
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
     """One package alone, with only its declared dependencies, in a fresh environment."""
@@ -107,9 +116,9 @@ def hydrodl2(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Engine speed and memory against hydrodl2 1.4.0, and one training minibatch against the published
     dMG 1.5.0 (both non-commercial: installed only in these environments, pinned by
-    benchmarks/constraints.txt). Arguments after ``--`` go to benchmarks/engine_speed.py; without any,
+    constraints/bench.txt). Arguments after ``--`` go to benchmarks/engine_speed.py; without any,
     the target size runs and then the minibatch. Results (JSON, plot) go to benchmarks/results/."""
-    pins = ("-c", str(ROOT / "benchmarks" / "constraints.txt"))
+    pins = ("-c", str(ROOT / "constraints" / "bench.txt"))
     _install(session, ["dmg-core", "dmg-nn", "dmg-hydro-adapter"], extras="")
     session.install(*CONSTRAINTS, *pins, "hydrodl2", "matplotlib")
     published = Path(session.virtualenv.location).with_name(f"{Path(session.virtualenv.location).name}-published")

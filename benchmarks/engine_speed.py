@@ -12,8 +12,9 @@ own warm-up and routing when it is importable; its streamflow is checked against
 Every variant of a case runs interleaved with the others, median of ``--repeats``; ratios are to
 hydrodl2 in the same run (or to dmg's eager backend without it). Peak memory is the extra resident
 memory of one forward+backward in a fresh process; compile time is measured cold (empty kernel cache)
-and warm (a second process). Results go to a table, a JSON file (with package versions and the load
-average) and, with matplotlib, a plot of time against days::
+and warm (a second process). Results go to a table, a JSON file (with the provenance record of
+``dmg.core.provenance``: package versions, platform, git commit; and the load average) and, with
+matplotlib, a plot of time against days::
 
     python benchmarks/engine_speed.py                     # the target size: 100 units x 365 days, 1 thread
     python benchmarks/engine_speed.py --grid              # units {100, 500, 2000} x days {365, 730, 1460},
@@ -29,10 +30,9 @@ published dMG 1.5.0 run by that interpreter (``published_minibatch.py``; ``nox -
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dmg.core import Batch, Chain, DeltaModel, ParameterLearning
+from dmg.core import Batch, Chain, DeltaModel, ParameterLearning, provenance
 from dmg.core.engine import Engine
 from dmg.hydro import HBV, HBV2, GammaRouting, HBV11p
 from dmg.hydro.hbv.testing import EXAMPLE_ATTRIBUTES, seasonal_weather
@@ -334,14 +334,9 @@ def run_minibatch(backends: list[str], threads: list[int], published: str | None
     print(f"load average {report['load_average_start']} -> {report['load_average_end']}; results in {path}")
 
 
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()}
-    for dist in ("torch", "numpy", "dmg-core", "dmg-hydro-adapter", "hydrodl2"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
+def versions() -> dict[str, object]:
+    """The provenance record of :mod:`dmg.core.provenance` (the one run folders keep), with hydrodl2's version."""
+    return provenance.collect(extra=("hydrodl2",))
 
 
 def main() -> None:

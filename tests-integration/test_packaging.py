@@ -57,3 +57,10 @@ def test_importing_core_loads_no_sibling_module():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dist", sorted(SIBLINGS))
+def test_packages_are_typed(dist):
+    """Each package ships ``py.typed`` in its package folder (the wheel takes all of ``src/dmg``)."""
+    assert (PACKAGES / dist / "src" / "dmg" / SIBLINGS[dist] / "py.typed").exists()
+    assert 'packages = ["src/dmg"]' in (PACKAGES / dist / "pyproject.toml").read_text()

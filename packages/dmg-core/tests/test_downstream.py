@@ -7,6 +7,7 @@ The project is laid out in a temporary folder as an installed distribution (a pa
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import yaml
 
 from dmg.core.data import ArrayDataset
@@ -244,3 +246,61 @@ def test_data_parallel_training_under_torchrun(tmp_path):
         check=False,
     )
     assert single.returncode == 2 and "same number (now 1)" in single.stderr
+
+
+def _installed(dist):
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_core_alone_lists_and_trains_its_dense_network(tmp_path):
+    """dmg-core ships one network, ``dense``: a project depending on dmg-core only trains out of the box."""
+    make_project(tmp_path)
+    make_data(tmp_path / "data.npz")
+    config = run_config(epochs=30, batch_size=6, progress=False)
+    config["model"]["nn"] = {"name": "dense", "hidden_sizes": [8]}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def dmg(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "dmg.core.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+
+    listed = dmg("list", "nn")
+    assert listed.returncode == 0
+    assert any(line.split()[:2] == ["dense", "dmg-core"] for line in listed.stdout.splitlines()), listed.stdout
+    trained = dmg("train", "run.yaml", "--run-dir", "run")
+    assert trained.returncode == 0, trained.stderr
+    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    assert nse["median"] > 0.9
+    if not _installed("dmg-nn"):  # the nox session of dmg-core alone
+        (tmp_path / "lstm.yaml").write_text(
+            yaml.safe_dump({**config, "model": {**config["model"], "nn": {"name": "lstm"}}})
+        )
+        missing = dmg("train", "lstm.yaml", "--run-dir", "run_lstm")
+        assert missing.returncode != 0
+        assert "'lstm'" in missing.stderr and "pip install dmg-nn" in missing.stderr, missing.stderr
+
+
+def test_a_missing_network_names_the_package_that_provides_networks(monkeypatch):
+    """Without dmg-nn installed, asking for one of its networks says to install it."""
+    from dmg.core import registry
+    from dmg.core.errors import RegistryError
+
+    real = registry.entry_points
+    monkeypatch.setattr(
+        registry,
+        "entry_points",
+        lambda group: [ep for ep in real(group=group) if ep.dist is None or ep.dist.name != "dmg-nn"],
+    )
+    monkeypatch.delitem(registry._CACHE, ("dmg.nn", "lstm"), raising=False)  # loaded by an earlier test
+    with pytest.raises(RegistryError, match="no nn component named 'lstm'") as raised:
+        registry.get("dmg.nn", "lstm")
+    assert "dense" in str(raised.value) and "pip install dmg-nn" in str(raised.value)
+    with pytest.raises(RegistryError) as other:
+        registry.get("dmg.physics", "nothing")
+    assert "dmg-nn" not in str(other.value)

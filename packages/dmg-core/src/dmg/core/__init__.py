@@ -16,6 +16,8 @@ The public interface::
     Network                           the network interface couplings rely on
     DeltaModel                        networks + physics + couplings as one nn.Module
     Batch                             one minibatch, time-major
+    INTERFACE_VERSION, require_interface    the version of the interface above that sibling packages
+                                      build on, and the check they run at import (dmg.core.interface)
 """
 
 from dmg.core.__about__ import __version__ as __version__
@@ -25,6 +27,7 @@ from dmg.core.couplings import Coupling, CouplingContext, OutputCorrection, Para
 from dmg.core.data.batch import Batch
 from dmg.core.engine import Engine, integrate
 from dmg.core.errors import ConfigError, DataWarning, DmgError, InputError, RegistryError, ShapeError, SpecError
+from dmg.core.interface import INTERFACE_VERSION, InterfaceVersionError, require_interface
 from dmg.core.model import DeltaModel
 from dmg.core.networks import Network
 from dmg.core.parameters import Parameter, ParameterSpec
@@ -33,6 +36,7 @@ from dmg.core.signature import NO_PROCESSES, Processes, ProcessSlot, Signature, 
 from dmg.core.variables import MassBalance, State, Variable
 
 __all__ = [
+    "INTERFACE_VERSION",
     "NO_PROCESSES",
     "Batch",
     "Chain",
@@ -47,6 +51,7 @@ __all__ = [
     "Engine",
     "Ensemble",
     "InputError",
+    "InterfaceVersionError",
     "MassBalance",
     "Network",
     "OutputCorrection",
@@ -71,4 +76,5 @@ __all__ = [
     "Variable",
     "WarmupMode",
     "integrate",
+    "require_interface",
 ]

@@ -180,10 +180,10 @@ class Component:
 
     @classmethod
     def validate_config(
-        cls, config: BaseModel | Mapping[str, Any] | None = None, options: Mapping[str, Any] = ()
+        cls, config: BaseModel | Mapping[str, Any] | None = None, options: Mapping[str, Any] | None = None
     ) -> Any:
         """One validated ``Config`` from an instance or mapping ``config`` and/or keyword ``options``."""
-        options = dict(options)
+        options = dict(options or {})
         if config is not None and not isinstance(config, (BaseModel, Mapping)):
             raise ConfigError(
                 f"{cls.__name__} takes its options as keywords (or one {cls.Config.__name__}), "

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmg.core import checkpoints, registry
+from dmg.core import checkpoints, provenance, registry
 from dmg.core.build import build_model, load_dataset
 from dmg.core.config import GENERIC_METRICS, RunConfig, load_config
 from dmg.core.couplings import CouplingContext
@@ -172,6 +172,7 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
     under ``plots``, relative to the run folder, when ``evaluate.plots`` is on (none without matplotlib).
     """
     folder = RunFolder.existing(run_dir)
+    provenance.check_file(folder.versions, f"run {folder.path}")
     with folder.lock("evaluate"):
         config = load_config(folder.config)
         config, model, normalizer, label = load_trained(folder, checkpoint or config.evaluate.checkpoint)

@@ -98,8 +98,8 @@ def call_network(network: nn.Module, nn_inputs: torch.Tensor | None, static_inpu
 
 def add_outputs(a: NetworkOutputs, b: NetworkOutputs) -> NetworkOutputs:
     """Channels of one network shared by two couplings: ``C`` sums, and so do split pairs part by part."""
-    if isinstance(a, tuple) != isinstance(b, tuple):
-        raise SpecError(f"cannot share a network between couplings asking for {a} and {b} output channels")
-    if isinstance(a, tuple):
+    if isinstance(a, tuple) and isinstance(b, tuple):
         return (a[0] + b[0], a[1] + b[1])
-    return a + b
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    raise SpecError(f"cannot share a network between couplings asking for {a} and {b} output channels")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from types import EllipsisType
 from typing import Any, ClassVar
 
 import torch
@@ -209,7 +210,7 @@ class PhysicsModel(Component, nn.Module):
         states: tuple[State, ...] | None = None,
         outputs: tuple[Variable, ...] | None = None,
         slots: tuple[ProcessSlot, ...] | None = None,
-        mass_balance: MassBalance | type[Ellipsis] | None = ...,
+        mass_balance: MassBalance | EllipsisType | None = ...,
         warmup_modes: tuple[WarmupMode, ...] | None = None,
         **options: Any,
     ) -> None:
@@ -227,7 +228,7 @@ class PhysicsModel(Component, nn.Module):
             states=cls.states if states is None else states,
             outputs=cls.outputs if outputs is None else outputs,
             slots=cls.slots if slots is None else slots,
-            mass_balance=cls.mass_balance if mass_balance is ... else mass_balance,
+            mass_balance=cls.mass_balance if isinstance(mass_balance, EllipsisType) else mass_balance,
             warmup_modes=cls.warmup_modes if warmup_modes is None else warmup_modes,
         )
         object.__setattr__(self, "signature", signature)

@@ -82,6 +82,19 @@ def entries(group: str) -> dict[str, Entry]:
     return dict(sorted(found.items()))
 
 
+PROVIDERS = {"dmg.nn": ("dmg-nn", "the network zoo: lstm, mlp, lstm_mlp, ealstm, transformer, tcn, kan")}
+"""The package providing most components of a group, named when it is not installed and a name is unknown."""
+
+
+def _provider_hint(group: str, known: dict[str, Entry]) -> str:
+    if group not in PROVIDERS:
+        return ""
+    package, what = PROVIDERS[group]
+    if any(entry.distribution == package for entry in known.values()):
+        return ""
+    return f". {package} provides {what}; install it: pip install {package}"
+
+
 def get(group: str, name: str) -> Any:
     """Load component ``name`` of ``group``; an unknown name fails listing the known ones."""
     key = (group, name)
@@ -94,6 +107,7 @@ def get(group: str, name: str) -> Any:
         raise RegistryError(
             f"no {group.split('.')[-1]} component named {name!r}.{hint} "
             f"Known: {', '.join(known) or 'none (install a package that provides some)'}"
+            f"{_provider_hint(group, known)}"
         )
     try:
         obj = known[name].load()

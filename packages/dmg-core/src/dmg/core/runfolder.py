@@ -4,6 +4,7 @@ A run folder is self-contained and relocatable (every path inside it is relative
 
     run/
       config.yaml          the resolved configuration (data paths absolute)
+      versions.json        the dmg, torch, numpy, pydantic and Python versions and git commit (dmg.core.provenance)
       normalizer.json      statistics fitted on the training split
       checkpoints/         last.pt and best.pt (model, optimizer, scheduler, sampler, RNG, progress)
       log.csv              one row per finished epoch
@@ -35,6 +36,7 @@ from dmg.core.errors import InputError
 from dmg.core.io import TEMPORARY_SUFFIX, WriteError, atomic_write_text
 
 CONFIG_FILE = "config.yaml"
+VERSIONS_FILE = "versions.json"
 NORMALIZER_FILE = "normalizer.json"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
@@ -42,7 +44,9 @@ LOCK_FILE = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAMES = ("last", "best")
 
-STARTED_FILES = frozenset({CONFIG_FILE, NORMALIZER_FILE, LOG_FILE, LOCK_FILE, CHECKPOINT_DIR, "tensorboard"})
+STARTED_FILES = frozenset(
+    {CONFIG_FILE, VERSIONS_FILE, NORMALIZER_FILE, LOG_FILE, LOCK_FILE, CHECKPOINT_DIR, "tensorboard"}
+)
 """What a run writes before its first checkpoint: a folder holding only these is an unfinished start."""
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -65,6 +69,10 @@ class RunFolder:
     @property
     def config(self) -> Path:
         return self.path / CONFIG_FILE
+
+    @property
+    def versions(self) -> Path:
+        return self.path / VERSIONS_FILE
 
     @property
     def normalizer(self) -> Path:
@@ -274,9 +282,9 @@ except ImportError:  # pragma: no cover - Windows
 
     def _lock_file(handle: Any) -> None:
         handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined,unused-ignore]
 
     def _unlock_file(handle: Any) -> None:
         with contextlib.suppress(OSError):
             handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined,unused-ignore]

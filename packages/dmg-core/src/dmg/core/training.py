@@ -386,7 +386,7 @@ def _epoch_line(record: EpochRecord, epochs: int) -> str:
     )
 
 
-def _progress(total: int, description: str, enabled: bool):
+def _progress(total: int, description: str, enabled: bool) -> Any:
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -395,7 +395,7 @@ def _progress(total: int, description: str, enabled: bool):
     return tqdm(total=total, desc=description, unit="batch", leave=False, dynamic_ncols=True, disable=None)
 
 
-def _tensorboard_writer(path: Path, epoch: int):
+def _tensorboard_writer(path: Path, epoch: int) -> Any:
     """A TensorBoard writer (when installed) that drops events after ``epoch``, so a resumed run has none twice."""
     try:
         from torch.utils.tensorboard import SummaryWriter

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dmg.core import checkpoints, registry
+from dmg.core import checkpoints, provenance, registry
 from dmg.core.build import build_loss, build_model, load_dataset
 from dmg.core.components import options_with_role
 from dmg.core.config import (
@@ -73,6 +74,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, announce: Announ
                 folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
                 folder.remove_unfinished_start()
                 folder.write_text(folder.config, dump_config(config))
+                folder.write_text(folder.versions, json.dumps(provenance.collect(), indent=2))
                 normalizer.save(folder.normalizer)
                 status = ("ok", str(folder.path))
             except DmgError as exc:

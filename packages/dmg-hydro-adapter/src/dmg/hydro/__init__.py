@@ -11,6 +11,7 @@ on demand.
 """
 
 from dmg.hydro.__about__ import __version__
+from dmg.hydro._interface import SUPPORTED_CORE_INTERFACE as SUPPORTED_CORE_INTERFACE
 from dmg.hydro.hbv import HBV, HBV2, HBV11p
 from dmg.hydro.pet import hargreaves, priestley_taylor
 from dmg.hydro.routing import GammaRouting

@@ -21,6 +21,7 @@ They are registered under the ``dmg.nn`` entry-point group (``lstm``, ``mlp``, `
 """
 
 from dmg.nn.__about__ import __version__
+from dmg.nn._interface import SUPPORTED_CORE_INTERFACE as SUPPORTED_CORE_INTERFACE
 from dmg.nn.base import Network
 from dmg.nn.ealstm import EALSTM, EALSTMConfig
 from dmg.nn.kan import KAN, KANConfig

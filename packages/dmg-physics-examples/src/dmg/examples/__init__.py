@@ -12,6 +12,7 @@ the first three are :class:`dmg.core.StepModel` s, the last a :class:`dmg.core.S
 """
 
 from dmg.examples.__about__ import __version__
+from dmg.examples._interface import SUPPORTED_CORE_INTERFACE as SUPPORTED_CORE_INTERFACE
 from dmg.examples.epidemiology import SIR
 from dmg.examples.hydrology import LinearReservoir
 from dmg.examples.light_response import LightResponse
