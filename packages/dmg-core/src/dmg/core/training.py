@@ -83,6 +83,10 @@ class EpochRecord:
     seconds: float
 
 
+EpochCallback = Callable[["Trainer", EpochRecord], None]
+"""Called after every epoch with the trainer and the epoch's record."""
+
+
 @dataclass
 class TrainState:
     """Progress that a checkpoint carries besides the model and optimizer."""
@@ -131,7 +135,7 @@ class Trainer:
         normalizer: Normalizer | None,
         folder: RunFolder | str | Path,
         valid_data: tuple[ArrayDataset, int] | None = None,
-        callbacks: Sequence[Callable[[Trainer, EpochRecord], None]] = (),
+        callbacks: Sequence[EpochCallback] = (),
         distributed: Distributed | None = None,
     ) -> None:
         self.config = config

@@ -38,7 +38,7 @@ from dmg.core.evaluation import load_normalizer, load_trained, predict, save_pre
 from dmg.core.io import atomic_path
 from dmg.core.run_data import check_targets, period_data, unit_split
 from dmg.core.runfolder import RunFolder
-from dmg.core.training import Trainer, seed_everything
+from dmg.core.training import EpochCallback, Trainer, seed_everything
 
 Announce = Callable[[RunFolder], None]
 """Called with the run folder as soon as it is known (the command line prints it)."""
@@ -58,8 +58,16 @@ def run_path(config: RunConfig, run_dir: str | Path | None = None) -> Path:
     return path
 
 
-def train(config: RunConfig, run_dir: str | Path | None = None, announce: Announce | None = None) -> RunFolder:
-    """Train a new run; returns its folder. Under ``torchrun`` every process trains, rank 0 writes."""
+def train(
+    config: RunConfig,
+    run_dir: str | Path | None = None,
+    announce: Announce | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+) -> RunFolder:
+    """Train a new run; returns its folder. Under ``torchrun`` every process trains, rank 0 writes.
+
+    ``callbacks`` are called after every epoch as ``callback(trainer, record)`` (e.g. to prune a trial).
+    """
     distributed = Distributed.from_environment()
     seed_everything(config.seed)
     dataset, train_ids = _training_units(config)
@@ -88,25 +96,10 @@ def train(config: RunConfig, run_dir: str | Path | None = None, announce: Announ
         if announce is not None and distributed.is_main:
             announce(folder)
         try:
-            _trainer(config, folder, normalizer, dataset, train_ids, distributed).fit()
+            _trainer(config, folder, normalizer, dataset, train_ids, distributed, callbacks).fit()
         except Exception:
             if distributed.is_main:
                 folder.remove_unfinished_start()  # a failed start leaves nothing behind
-            raise
-    return folder
-    folder = RunFolder.prepare_new(run_path(config, run_dir))
-    with folder.lock("dmg train"):
-        folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
-        folder.remove_unfinished_start()
-        try:
-            folder.write_text(folder.config, dump_config(config))
-            normalizer.save(folder.normalizer)
-            distributed.broadcast(str(folder.path))
-            if announce is not None:
-                announce(folder)
-            _trainer(config, folder, normalizer, dataset, train_ids, distributed).fit()
-        except Exception:
-            folder.remove_unfinished_start()  # a failed start leaves nothing behind
             raise
     return folder
 
@@ -245,6 +238,7 @@ def _trainer(
     dataset: ArrayDataset,
     train_ids: list[str],
     distributed: Distributed,
+    callbacks: Sequence[EpochCallback] = (),
 ) -> Trainer:
     with warnings.catch_warnings():  # warned about when the training data were first cut
         warnings.simplefilter("ignore")
@@ -256,5 +250,13 @@ def _trainer(
     device = distributed.device(resolve_device(config.device))
     model = build_model(config).to(device)
     return Trainer(
-        config, model, build_loss(config), train_data, normalizer, folder, valid_data=valid, distributed=distributed
+        config,
+        model,
+        build_loss(config),
+        train_data,
+        normalizer,
+        folder,
+        valid_data=valid,
+        callbacks=callbacks,
+        distributed=distributed,
     )
