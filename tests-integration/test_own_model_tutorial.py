@@ -212,8 +212,9 @@ def test_the_page_runs_step_by_step(tmp_path):
     assert not re.search(r"\b\d+ (failed|errors?)\b", done["pytest"][0].stdout), done["pytest"][0].stdout
     assert "run.yaml: valid" in done["dmg validate"][0].stdout, done["dmg validate"][0].stdout
 
-    (run_dir,) = (p.parent for p in (tmp_path / "runs").rglob("metrics.json"))
-    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    (results,) = (tmp_path / "runs").rglob("evaluations/test_best/metrics.json")
+    run_dir = results.parents[2]
+    test = json.loads(results.read_text())
     assert test["targets"]["Q"]["summary"]["nse"]["median"] > 0.9, test["targets"]["Q"]["summary"]
     options = (run_dir / "config.yaml").read_text()
     assert "my_reservoir" in options and "substeps: 4" in options, options

@@ -56,7 +56,7 @@ def test_dhbv_tutorial_commands_run_as_written_and_reach_skill(tmp_path):
         assert "Traceback" not in done.stderr, done.stderr
 
     run = tmp_path / "runs" / "dhbv_camels"
-    report = json.loads((run / "metrics.json").read_text())["test"]
+    report = json.loads((run / "evaluations" / "test_best" / "metrics.json").read_text())
     assert (report["start"], report["end"]) == ("2002-01-01", "2002-12-31")
     per_unit = report["targets"]["Q"]["per_unit"]
     assert set(per_unit) == {"01022500", "01547700"}

@@ -46,7 +46,7 @@ def test_quickstart_cli_train_evaluate_simulate(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "nse" in result.stdout and "parameter recovery" in result.stdout
-    report = json.loads((run / "metrics.json").read_text())["test"]
+    report = json.loads((run / "evaluations" / "test_best" / "metrics.json").read_text())
     assert set(report["parameters"]) >= {"BETA", "FC", "route_a"}
     result = subprocess.run(
         [sys.executable, "-m", "dmg.core.cli", "simulate", str(run), "--start", "2001-01-01", "--name", "s"],
@@ -97,7 +97,7 @@ def test_every_hbv_variant_trains_with_routing(tmp_path, variant, capsys):
         items = [i for i in items if not i.startswith("model.nn.hidden_size")]
     code = main(["train", str(QUICKSTART), "--run-dir", str(tmp_path / variant), *sets(items)])
     assert code == 0, capsys.readouterr().err
-    metrics = json.loads((tmp_path / variant / "metrics.json").read_text())["test"]
+    metrics = json.loads((tmp_path / variant / "evaluations" / "test_best" / "metrics.json").read_text())
     assert metrics["targets"]["Q"]["summary"]["nse"]["median"] is not None
 
 

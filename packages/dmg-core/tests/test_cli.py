@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -149,27 +150,42 @@ def test_train_evaluate_simulate_end_to_end(setup, capsys):
         "checkpoints/last.pt",
         "checkpoints/best.pt",
         "log.csv",
-        "metrics.json",
-        "predictions_test.npz",
+        "evaluations/test_best/metrics.json",
+        "evaluations/test_best/metrics.csv",
+        "evaluations/test_best/predictions.npz",
     ):
         assert (run / name).is_file(), name
     log = (run / "log.csv").read_text().splitlines()
     assert len(log) == 7 and log[0].startswith("epoch,train_loss,valid_loss")
     losses = [float(line.split(",")[1]) for line in log[1:]]
     assert losses[-1] < 0.5 * losses[0]
-    metrics = json.loads((run / "metrics.json").read_text())["test"]["targets"]["Q"]
+    results = run / "evaluations" / "test_best"
+    assert f"results: {results}" in printed
+    metrics = json.loads((results / "metrics.json").read_text())["targets"]["Q"]
     assert metrics["summary"]["nse"]["median"] > 0.8
     assert set(metrics["per_unit"]) == {f"unit{i:02d}" for i in range(8)}
+    with (results / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["unit"] for r in rows] == [f"unit{i:02d}" for i in range(8)]
+    assert list(rows[0]) == ["unit", "Q_nse", "Q_kge", "Q_rmse"]
+    assert float(rows[3]["Q_nse"]) == pytest.approx(metrics["per_unit"]["unit03"]["nse"])
     if importlib.util.find_spec("matplotlib") is not None:
-        assert (run / "plots" / "test_metric_cdf.png").is_file()
-        assert (run / "plots" / "test_series_unit00.png").is_file()
-        assert (run / "plots" / "test_parameters.png").is_file()
-    saved = np.load(run / "predictions_test.npz")
+        assert (results / "plots" / "test_metric_cdf.png").is_file()
+        assert (results / "plots" / "test_series_unit00.png").is_file()
+        assert (results / "plots" / "test_parameters.png").is_file()
+    saved = np.load(results / "predictions.npz")
     assert saved["Q"].shape == (183, 8) and str(saved["dates"][0]) == "2002-07-01"
 
     moved = tmp / "elsewhere" / "run1"
     shutil.move(str(run), str(moved))  # a run folder is relocatable
     assert main(["evaluate", str(moved), "--period", "valid", "--checkpoint", "last"]) == 0
+    assert (moved / "evaluations" / "valid_last" / "metrics.json").is_file()
+    assert (moved / "evaluations" / "test_best" / "metrics.json").is_file()  # not overwritten
+    outside = tmp / "epoch.pt"
+    shutil.copyfile(moved / "checkpoints" / "last.pt", outside)
+    assert main(["evaluate", str(moved), "--checkpoint", str(outside)]) == 0
+    report = json.loads((moved / "evaluations" / "test_file_epoch" / "metrics.json").read_text())
+    assert report["checkpoint"] == f"file {outside}"
     assert "valid period 2002-01-01 to 2002-06-30" in capsys.readouterr().out
     assert main(["simulate", str(moved), "--start", "2002-02-01", "--end", "2002-12-31", "--name", "late"]) == 0
     sim = np.load(moved / "simulations" / "late.npz")
@@ -486,7 +502,8 @@ def test_evaluate_says_when_it_falls_back_to_last(trained, capsys):
     with pytest.warns(UserWarning, match="no best.pt"):
         assert main(["evaluate", str(trained)]) == 0
     assert "(last, as best.pt is missing checkpoint)" in capsys.readouterr().out
-    assert json.loads((trained / "metrics.json").read_text())["test"]["checkpoint"] == "last, as best.pt is missing"
+    report = json.loads((trained / "evaluations" / "test_last" / "metrics.json").read_text())
+    assert report["checkpoint"] == "last, as best.pt is missing"
 
 
 def test_a_huge_input_is_named_with_its_unit_and_date(setup, capsys):
@@ -631,11 +648,10 @@ def test_damaged_checkpoints_give_one_error_line(trained, capsys, damage, messag
     assert message in err or (command == "resume" and "not a dmg training checkpoint" in err), err
 
 
-@pytest.mark.parametrize("name", ["normalizer.json", "metrics.json"])
-def test_damaged_json_files_give_one_error_line(trained, capsys, name):
-    (trained / name).write_text("{not json")
+def test_a_damaged_normalizer_gives_one_error_line(trained, capsys):
+    (trained / "normalizer.json").write_text("{not json")
     assert main(["evaluate", str(trained)]) == 2
-    assert name in _one_error(capsys)
+    assert "normalizer.json" in _one_error(capsys)
 
 
 @pytest.mark.parametrize(

@@ -177,7 +177,9 @@ def test_downstream_registers_and_trains_through_the_cli(tmp_path):
     assert listed.returncode == 0 and "leaky" in listed.stdout and "downstream-models" in listed.stdout
     trained = dmg("train", "run.yaml", "--run-dir", "run")
     assert trained.returncode == 0, trained.stderr
-    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    nse = json.loads((tmp_path / "run" / "evaluations" / "test_best" / "metrics.json").read_text())["targets"]["Q"][
+        "summary"
+    ]["nse"]
     assert nse["median"] > 0.9
 
 
@@ -205,7 +207,9 @@ def test_downstream_coupling_and_backend_through_entry_points_alone(tmp_path):
     assert trained.returncode == 0, trained.stderr
     counts = [int(n) for n in (tmp_path / "steps.txt").read_text().split()]
     assert 30 in counts and 60 in counts  # the spin-up of each window and the window itself ran on it
-    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    nse = json.loads((tmp_path / "run" / "evaluations" / "test_best" / "metrics.json").read_text())["targets"]["Q"][
+        "summary"
+    ]["nse"]
     assert nse["median"] > 0.9
 
 
@@ -235,7 +239,9 @@ def test_data_parallel_training_under_torchrun(tmp_path):
     saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert len(saved["rng"]) == 2 and len(saved["sampler"]) == 2
     assert saved["sampler"][0]["seed"] != saved["sampler"][1]["seed"]  # each rank draws its own batches
-    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    nse = json.loads((tmp_path / "run" / "evaluations" / "test_best" / "metrics.json").read_text())["targets"]["Q"][
+        "summary"
+    ]["nse"]
     assert nse["median"] > 0.9
     single = subprocess.run(
         [sys.executable, "-m", "dmg.core.cli", "train", "--resume", "run"],
@@ -275,7 +281,9 @@ def test_core_alone_lists_and_trains_its_dense_network(tmp_path):
     assert any(line.split()[:2] == ["dense", "dmg-core"] for line in listed.stdout.splitlines()), listed.stdout
     trained = dmg("train", "run.yaml", "--run-dir", "run")
     assert trained.returncode == 0, trained.stderr
-    nse = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["targets"]["Q"]["summary"]["nse"]
+    nse = json.loads((tmp_path / "run" / "evaluations" / "test_best" / "metrics.json").read_text())["targets"]["Q"][
+        "summary"
+    ]["nse"]
     assert nse["median"] > 0.9
     if not _installed("dmg-nn"):  # the nox session of dmg-core alone
         (tmp_path / "lstm.yaml").write_text(

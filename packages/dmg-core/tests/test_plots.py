@@ -201,10 +201,12 @@ def test_recovery_table_explains_its_columns():
 
 
 def test_plots_line_says_where_the_plots_are(tmp_path):
-    report = {"plots": ["plots/test_metric_cdf.png", "plots/training_curve.png"]}
-    assert format_plots(tmp_path, report) == f"plots: {tmp_path / 'plots'} (2 files)"
-    assert format_plots(tmp_path, {"plots": ["plots/a.png"]}) == f"plots: {tmp_path / 'plots'} (1 file)"
-    assert format_plots(tmp_path, {}) is None
+    folder = "evaluations/test_best"
+    report = {"folder": folder, "plots": [f"{folder}/plots/test_metric_cdf.png", f"{folder}/plots/training_curve.png"]}
+    assert format_plots(tmp_path, report) == f"plots: {tmp_path / folder / 'plots'} (2 files)"
+    one = {"folder": folder, "plots": [f"{folder}/plots/a.png"]}
+    assert format_plots(tmp_path, one) == f"plots: {tmp_path / folder / 'plots'} (1 file)"
+    assert format_plots(tmp_path, {"folder": folder}) is None
 
 
 def test_train_prints_where_the_plots_are(tiny_run, tmp_path, capsys):
@@ -222,8 +224,12 @@ def test_train_prints_where_the_plots_are(tiny_run, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", tiny_run.write(config, "plots.yaml"), "--run-dir", str(run)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[-1] == f"plots: {run / 'plots'} (7 files)"
-    assert printed[-2] == f"  {RECOVERY_COLUMNS}"
-    listed = json.loads((run / "metrics.json").read_text())["test"]["plots"]
-    assert sorted(listed) == sorted(f"plots/{p.name}" for p in (run / "plots").iterdir())
-    assert {"plots/test_parameter_recovery.png", "plots/training_curve.png", "plots/test_series_u2.png"} <= set(listed)
+    results = run / "evaluations" / "test_best"
+    assert printed[-1] == f"plots: {results / 'plots'} (7 files)"
+    assert printed[-2].startswith(f"results: {results}")
+    assert printed[-3] == f"  {RECOVERY_COLUMNS}"
+    listed = json.loads((results / "metrics.json").read_text())["plots"]
+    prefix = "evaluations/test_best/plots"
+    assert sorted(listed) == sorted(f"{prefix}/{p.name}" for p in (results / "plots").iterdir())
+    expected = {"test_parameter_recovery.png", "training_curve.png", "test_series_u2.png"}
+    assert {f"{prefix}/{name}" for name in expected} <= set(listed)

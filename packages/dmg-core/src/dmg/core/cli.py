@@ -24,7 +24,9 @@ EXAMPLES = {
   torchrun --nproc_per_node 4 -m dmg.core.cli train my.yaml    data-parallel on 4 processes/GPUs""",
     "evaluate": """examples:
   dmg evaluate runs/trial1                  metrics on the test period (best checkpoint)
-  dmg evaluate runs/trial1 --period valid --checkpoint last""",
+  dmg evaluate runs/trial1 --period valid --checkpoint last
+  dmg evaluate runs/trial1 --checkpoint saved/epoch12.pt   any checkpoint file of this run's model
+results go to RUN_DIR/evaluations/<period>_<checkpoint>/, one folder per period and checkpoint""",
     "simulate": """examples:
   dmg simulate runs/trial1 --start 2015-01-01 --end 2016-12-31
   dmg simulate runs/trial1 --units 01022500 01547700 --set data.dataset.root=/data/camels""",
@@ -83,10 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
 
-    p = command("evaluate", "Compute metrics of a trained run on a period; write metrics.json and predictions.")
+    p = command(
+        "evaluate",
+        "Compute metrics of a trained run on a period; write them, the predictions and plots to "
+        "RUN_DIR/evaluations/<period>_<checkpoint>/.",
+    )
     p.add_argument("run_dir", help="a run folder made by `dmg train`")
     p.add_argument("--period", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--checkpoint", choices=["best", "last"], help="default: evaluate.checkpoint of the run")
+    p.add_argument(
+        "--checkpoint",
+        metavar="best|last|PATH",
+        help="checkpoint to evaluate (default: evaluate.checkpoint of the run)",
+    )
 
     p = command("simulate", "Run a trained model on new periods or units (no observations needed).")
     p.add_argument("run_dir", help="a run folder made by `dmg train`")
@@ -95,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--units", nargs="+", help="unit ids (default: every unit of the dataset)")
     p.add_argument("--name", help="file name (no folders) of the predictions under RUN_DIR/simulations/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing predictions file of that name")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--checkpoint", metavar="best|last|PATH", default="best", help="checkpoint to simulate with")
     overrides(p)
 
     p = command("validate", "Check a config: keys, components, data roles, and one forward pass.")
@@ -205,6 +215,7 @@ def _print_evaluation(run_dir: str | Path, report: Mapping[str, Any]) -> None:
     from dmg.core import evaluation
 
     print(evaluation.format_metrics(report))
+    print(f"results: {Path(run_dir) / report['folder']} (metrics.json, metrics.csv, predictions)")
     plots = evaluation.format_plots(run_dir, report)
     if plots:
         print(plots)

@@ -1,15 +1,20 @@
 """Evaluation of a trained run: its model, predictions over a period, metrics, parameter recovery.
 
-``evaluate`` writes ``metrics.json``, ``predictions_<period>`` and plots (see :mod:`dmg.core.plots`)
-into the run folder (holding its lock); :func:`load_trained` and :func:`predict` are shared with ``simulate``.
+``evaluate`` writes ``evaluations/<period>_<checkpoint>/`` into the run folder (holding its lock): the
+metrics as JSON and CSV, the predictions and the plots (:mod:`dmg.core.plots`). :func:`load_trained` and
+:func:`predict` are shared with ``simulate``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,7 @@ from dmg.core.model import DeltaModel
 from dmg.core.parameters import ParameterSpec
 from dmg.core.plots import write_plots
 from dmg.core.run_data import check_targets, period_data, unit_split
-from dmg.core.runfolder import RunFolder
+from dmg.core.runfolder import CHECKPOINT_NAMES, RunFolder
 
 TRUE_PREFIX = "true_"
 """Datasets with known parameters (synthetic twins) store them as attributes ``true_<PARAM>``."""
@@ -53,12 +58,27 @@ def load_normalizer(folder: RunFolder) -> Normalizer:
         raise InputError(f"{folder.normalizer} is damaged and cannot be read ({exc})") from None
 
 
-def choose_checkpoint(folder: RunFolder, wanted: str) -> tuple[Path, str]:
-    """The checkpoint file to use for ``wanted`` and an honest label of it.
+@dataclass(frozen=True)
+class ChosenCheckpoint:
+    """The checkpoint file an evaluation uses, an honest label of it, and the name of its results folder."""
+
+    path: Path
+    label: str
+    key: str
+
+
+def choose_checkpoint(folder: RunFolder, wanted: str) -> ChosenCheckpoint:
+    """The checkpoint file to use for ``wanted``: ``best``, ``last`` or the path of a checkpoint file.
 
     ``best`` falls back to ``last`` (with a warning and the label saying so) when a run has no
     ``best.pt`` yet; a ``best.pt`` older than the best epoch ``last.pt`` records is refused.
     """
+    if wanted not in CHECKPOINT_NAMES:
+        path = Path(wanted)
+        if not path.is_file():
+            raise InputError(f"--checkpoint {wanted}: give best, last or the path of a checkpoint file")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)
+        return ChosenCheckpoint(path, f"file {path}", f"file_{stem}")
     path = folder.checkpoint(wanted)
     last = folder.checkpoint("last")
     if wanted == "best" and path.is_file() and last.is_file():
@@ -66,26 +86,27 @@ def choose_checkpoint(folder: RunFolder, wanted: str) -> tuple[Path, str]:
         if "train_state" in saved_last:
             checkpoints.check_best(saved_last, checkpoints.load(path, "cpu"), path)
     if path.is_file():
-        return path, wanted
+        return ChosenCheckpoint(path, wanted, wanted)
     if wanted == "best" and last.is_file():
         warnings.warn(
             f"{folder.path} has no best.pt (no epoch finished yet); using last.pt", CheckpointFallbackWarning, 2
         )
-        return last, "last, as best.pt is missing"
+        return ChosenCheckpoint(last, "last, as best.pt is missing", "last")
     raise InputError(f"run {folder.path} has no checkpoint {path.name}; has training finished an epoch?")
 
 
 def load_trained(
     folder: RunFolder, checkpoint: str = "best", overrides: Sequence[str] = ()
-) -> tuple[RunConfig, DeltaModel, Normalizer, str]:
-    """The config, the trained model, the normalizer of a run, and the label of the checkpoint used."""
+) -> tuple[RunConfig, DeltaModel, Normalizer, ChosenCheckpoint]:
+    """The config, the trained model, the normalizer of a run, and the checkpoint used (``best``, ``last``
+    or a checkpoint file's path)."""
     config = load_config(folder.config, overrides)
-    path, label = choose_checkpoint(folder, checkpoint)
+    chosen = choose_checkpoint(folder, checkpoint)
     device = resolve_device(config.device)
     model = build_model(config).to(device)
-    checkpoints.load_model_state(model, checkpoints.load(path, device), path)
+    checkpoints.load_model_state(model, checkpoints.load(chosen.path, device), chosen.path)
     model.eval()
-    return config, model, load_normalizer(folder), label
+    return config, model, load_normalizer(folder), chosen
 
 
 # --------------------------------------------------------------------------- predictions
@@ -166,16 +187,19 @@ def save_predictions(
 
 
 def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None = None) -> dict[str, Any]:
-    """Metrics per unit and summarised, for one period of a run; writes metrics.json, predictions and plots.
+    """Metrics per unit and summarised, for one period of a run and one checkpoint.
 
-    The report returned (and stored under ``period`` in metrics.json) lists the plot files written
-    under ``plots``, relative to the run folder, when ``evaluate.plots`` is on (none without matplotlib).
+    Writes ``evaluations/<period>_<checkpoint>/`` in the run folder: ``metrics.json`` (the report
+    returned), ``metrics.csv`` (one row per unit), the predictions and the plots. The report's
+    ``folder`` is that folder and ``plots`` lists the plot files, relative to the run folder, when
+    ``evaluate.plots`` is on (none without matplotlib). ``checkpoint``: ``best``, ``last`` or the
+    path of a checkpoint file (default ``evaluate.checkpoint``).
     """
     folder = RunFolder.existing(run_dir)
     provenance.check_file(folder.versions, f"run {folder.path}")
     with folder.lock("evaluate"):
         config = load_config(folder.config)
-        config, model, normalizer, label = load_trained(folder, checkpoint or config.evaluate.checkpoint)
+        config, model, normalizer, used = load_trained(folder, checkpoint or config.evaluate.checkpoint)
         chosen = getattr(config.data, period, None)
         if period not in ("train", "valid", "test") or chosen is None:
             raise ConfigError(f"period must be 'train', 'valid' or 'test' (and configured), got {period!r}")
@@ -185,7 +209,9 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
         data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False, key=f"data.{period}")
         check_targets(config, data, warmup, period)
         predictions = predict(config, model, normalizer, data, warmup)
-        report = metrics_report(config, data, warmup, predictions, period, label)
+        report = metrics_report(config, data, warmup, predictions, period, used.label)
+        results = folder.evaluation(period, used.key)
+        report["folder"] = results.path.relative_to(folder.path).as_posix()
         learned = learned_parameter_summary(config, model, normalizer, data, warmup)
         recovery = parameter_recovery(model.phy_model.parameter_spec, learned, data)
         if recovery:
@@ -193,7 +219,7 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
         dates = data.dates[warmup:]
         if config.evaluate.plots:
             plots = write_plots(
-                folder.plots,
+                results.plots,
                 period,
                 predictions,
                 data.unit_ids,
@@ -208,11 +234,23 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
                 loss=config.train.loss.name,
             )
             report["plots"] = [path.relative_to(folder.path).as_posix() for path in plots]
-        save_predictions(folder.predictions(period), predictions, data.unit_ids, dates, config.output.predictions)
-        metrics = _read_metrics(folder)
-        metrics[period] = report
-        atomic_write_text(folder.metrics, json.dumps(metrics, indent=2))
+        save_predictions(results.predictions, predictions, data.unit_ids, dates, config.output.predictions)
+        atomic_write_text(results.metrics_table, metrics_table(report))
+        atomic_write_text(results.metrics, json.dumps(report, indent=2))
     return report
+
+
+def metrics_table(report: Mapping[str, Any]) -> str:
+    """Every metric per unit as CSV: a ``unit`` column, then ``<output>_<metric>`` columns (empty: undefined)."""
+    columns = [(output, metric) for output, entry in report["targets"].items() for metric in entry["summary"]]
+    units = next(iter(report["targets"].values()))["per_unit"] if report["targets"] else {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["unit", *(f"{output}_{metric}" for output, metric in columns)])
+    for unit in units:
+        values = [report["targets"][output]["per_unit"][unit][metric] for output, metric in columns]
+        writer.writerow([unit, *("" if v is None else repr(v) for v in values)])
+    return buffer.getvalue()
 
 
 def metrics_report(
@@ -259,20 +297,6 @@ def evaluation_metrics(config: RunConfig) -> list[str]:
         return list(config.evaluate.metrics)
     dataset = registry.get("dmg.datasets", config.data.dataset.name)
     return list(getattr(dataset, "default_metrics", GENERIC_METRICS))
-
-
-def _read_metrics(folder: RunFolder) -> dict[str, Any]:
-    if not folder.metrics.is_file():
-        return {}
-    try:
-        metrics = json.loads(folder.metrics.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"{folder.metrics} is damaged ({exc}); move it away and evaluate again to rewrite it"
-        ) from None
-    if not isinstance(metrics, dict):
-        raise InputError(f"{folder.metrics} is damaged (not a mapping of periods); move it away and evaluate again")
-    return metrics
 
 
 # --------------------------------------------------------------------------- learned parameters
@@ -378,11 +402,13 @@ def format_metrics(report: Mapping[str, Any]) -> str:
 
 
 def format_plots(run_dir: str | Path, report: Mapping[str, Any]) -> str | None:
-    """Where the plots of an evaluated period are, e.g. ``plots: runs/x/plots (5 files)``; ``None`` if none."""
+    """Where the plots of an evaluation are, e.g. ``plots: runs/x/evaluations/test_best/plots (5 files)``; ``None``
+    if none."""
     written = report.get("plots") or []
     if not written:
         return None
-    return f"plots: {RunFolder(Path(run_dir)).plots} ({len(written)} file{'s' if len(written) != 1 else ''})"
+    plots = Path(run_dir) / report["folder"] / "plots"
+    return f"plots: {plots} ({len(written)} file{'s' if len(written) != 1 else ''})"
 
 
 def _nan_stat(fn, values: np.ndarray) -> float | None:

@@ -9,9 +9,8 @@ A run folder is self-contained and relocatable (every path inside it is relative
       checkpoints/         last.pt and best.pt (model, optimizer, scheduler, sampler, RNG, progress)
       log.csv              one row per finished epoch
       tensorboard/         the same rows for TensorBoard (when it is installed)
-      metrics.json         written by evaluate
-      predictions_<period>.nc|.npz   written by evaluate
-      plots/               written by evaluate
+      evaluations/<period>_<checkpoint>/   written by evaluate: metrics.json, metrics.csv,
+                           predictions.nc|.npz, plots/
       simulations/         written by simulate
       .lock                held by the process writing the folder
 
@@ -52,6 +51,32 @@ STARTED_FILES = frozenset(
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """The files of one evaluation of a run (a period with a checkpoint)."""
+
+    path: Path
+
+    @property
+    def metrics(self) -> Path:
+        """The report: every metric per unit and summarised (JSON)."""
+        return self.path / METRICS_FILE
+
+    @property
+    def metrics_table(self) -> Path:
+        """Every metric per unit, one row per unit (CSV)."""
+        return self.path / "metrics.csv"
+
+    @property
+    def predictions(self) -> Path:
+        """Stem (no suffix) of the predictions file (``.nc`` or ``.npz``)."""
+        return self.path / "predictions"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+
 class RunFolderBusyError(InputError):
     """Another process holds the run folder's lock."""
 
@@ -79,20 +104,12 @@ class RunFolder:
         return self.path / NORMALIZER_FILE
 
     @property
-    def metrics(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
     def log(self) -> Path:
         return self.path / LOG_FILE
 
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
-
-    @property
-    def plots(self) -> Path:
-        return self.path / "plots"
 
     @property
     def checkpoints(self) -> Path:
@@ -104,9 +121,12 @@ class RunFolder:
             raise InputError(f"checkpoint must be one of {list(CHECKPOINT_NAMES)}, got {name!r}")
         return self.checkpoints / f"{name}.pt"
 
-    def predictions(self, period: str) -> Path:
-        """Stem (no suffix) of the predictions file ``evaluate`` writes for ``period``."""
-        return self.path / f"predictions_{period}"
+    def evaluation(self, period: str, checkpoint: str) -> Evaluation:
+        """The folder of one evaluation, ``evaluations/<period>_<checkpoint>/``: one per period and checkpoint,
+        so no evaluation overwrites another."""
+        if not _PLAIN_NAME.fullmatch(checkpoint):
+            raise InputError(f"checkpoint label {checkpoint!r} is not a plain name")
+        return Evaluation(self.path / "evaluations" / f"{period}_{checkpoint}")
 
     def simulation(self, name: str) -> Path:
         """Stem of a ``simulate`` output, confined to ``simulations/``.
@@ -135,9 +155,12 @@ class RunFolder:
     def temporary_files(self) -> list[Path]:
         """Leftovers of writes a killed process did not finish."""
         found: list[Path] = []
-        for folder in (self.path, self.checkpoints, self.path / "simulations", self.plots):
+        for folder in (self.path, self.checkpoints, self.path / "simulations"):
             if folder.is_dir():
                 found += [p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(TEMPORARY_SUFFIX)]
+        evaluations = self.path / "evaluations"
+        if evaluations.is_dir():
+            found += [p for p in evaluations.rglob(f".*{TEMPORARY_SUFFIX}") if p.is_file()]
         return sorted(found)
 
     def remove_temporary_files(self) -> list[Path]:
