@@ -841,3 +841,32 @@ def test_simulate_needs_only_units_and_dates(setup, capsys):
         assert list(saved["unit_ids"]) == ["unit07"] and str(saved["dates"][0]) == "2002-08-01"
     finally:
         registry.unregister("dmg.datasets", "selectable_npz")
+
+
+def test_a_seed_ensemble_trains_members_and_evaluates_their_mean(setup, capsys):
+    cfg = write_config(setup, train__epochs=2, train__iterations_per_epoch=3, train__seeds=[0, 1])
+    run = setup / "ens"
+    assert main(["train", cfg, "--run-dir", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "member seed 0" in printed and "member seed 1, Q medians: nse" in printed
+    report = json.loads((run / "evaluations" / "test_best" / "metrics.json").read_text())
+    assert report["checkpoint"] == "mean of 2 seeds, best" and set(report["members"]) == {"0", "1"}
+    ensemble = np.load(run / "evaluations" / "test_best" / "predictions.npz")["Q"]
+    members = []
+    for seed in (0, 1):
+        assert main(["evaluate", str(run / "members" / f"seed_{seed}")]) == 0
+        member = run / "members" / f"seed_{seed}" / "evaluations" / "test_best"
+        members.append(np.load(member / "predictions.npz")["Q"])
+        nse = json.loads((member / "metrics.json").read_text())["targets"]["Q"]["summary"]["nse"]
+        assert report["members"][str(seed)]["Q"]["nse"] == pytest.approx(nse)
+    assert not np.allclose(members[0], members[1])  # the seeds made different members
+    np.testing.assert_allclose(ensemble, (members[0] + members[1]) / 2, rtol=1e-6)
+
+    weights = torch.load(run / "members" / "seed_1" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    shutil.rmtree(run / "members" / "seed_1")
+    assert main(["train", "--resume", str(run), "--no-evaluate"]) == 0  # the missing member is trained again
+    again = torch.load(run / "members" / "seed_1" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+    capsys.readouterr()
+    assert main(["simulate", str(run)]) == 2
+    assert "is a seed ensemble" in _one_error(capsys)

@@ -311,6 +311,19 @@ class TrainConfig(Section):
     """Optimisation."""
 
     epochs: int = Field(10, ge=1, description="Number of epochs.")
+    seeds: list[int] | None = Field(
+        None,
+        description="Train one member per seed (in members/seed_<s>/ of the run folder) and evaluate their mean "
+        "prediction, with each member's metrics; none: one model with the run's seed.",
+    )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"give distinct seeds, at least one (got {seeds})")
+        return seeds
+
     batch_size: int = Field(64, ge=1, description="Units per minibatch.")
     window: int = Field(365, ge=1, description="Steps per training window after warm-up.")
     iterations_per_epoch: int | None = Field(

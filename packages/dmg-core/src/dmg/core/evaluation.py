@@ -37,7 +37,7 @@ from dmg.core.model import DeltaModel
 from dmg.core.parameters import ParameterSpec
 from dmg.core.plots import write_plots
 from dmg.core.run_data import check_targets, period_data, unit_split
-from dmg.core.runfolder import CHECKPOINT_NAMES, RunFolder
+from dmg.core.runfolder import CHECKPOINT_NAMES, Evaluation, RunFolder
 
 TRUE_PREFIX = "true_"
 """Datasets with known parameters (synthetic twins) store them as attributes ``true_<PARAM>``."""
@@ -199,45 +199,95 @@ def evaluate(run_dir: str | Path, period: str = "test", checkpoint: str | None =
     provenance.check_file(folder.versions, f"run {folder.path}")
     with folder.lock("evaluate"):
         config = load_config(folder.config)
-        config, model, normalizer, used = load_trained(folder, checkpoint or config.evaluate.checkpoint)
-        chosen = getattr(config.data, period, None)
-        if period not in ("train", "valid", "test") or chosen is None:
-            raise ConfigError(f"period must be 'train', 'valid' or 'test' (and configured), got {period!r}")
-        dataset = load_dataset(config)
-        train_ids, test_ids = unit_split(config, dataset)
-        units = test_ids if period == "test" else train_ids
-        data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False, key=f"data.{period}")
-        check_targets(config, data, warmup, period)
+        wanted = checkpoint or config.evaluate.checkpoint
+        if config.train.seeds:
+            return _evaluate_ensemble(folder, config, period, wanted)
+        config, model, normalizer, used = load_trained(folder, wanted)
+        data, warmup = period_dataset(config, period)
         predictions = predict(config, model, normalizer, data, warmup)
         report = metrics_report(config, data, warmup, predictions, period, used.label)
         results = folder.evaluation(period, used.key)
         report["folder"] = results.path.relative_to(folder.path).as_posix()
         learned = learned_parameter_summary(config, model, normalizer, data, warmup)
-        recovery = parameter_recovery(model.phy_model.parameter_spec, learned, data)
-        if recovery:
-            report["parameters"] = recovery
-        dates = data.dates[warmup:]
-        if config.evaluate.plots:
-            plots = write_plots(
-                results.plots,
-                period,
-                predictions,
-                data.unit_ids,
-                dates,
-                report,
-                learned,
-                config.evaluate.plot_units,
-                units=data.units,
-                parameter_units=parameter_units(model.phy_model.parameter_spec, learned),
-                truths=known_parameters(learned, data),
-                log=folder.log,
-                loss=config.train.loss.name,
-            )
-            report["plots"] = [path.relative_to(folder.path).as_posix() for path in plots]
-        save_predictions(results.predictions, predictions, data.unit_ids, dates, config.output.predictions)
-        atomic_write_text(results.metrics_table, metrics_table(report))
-        atomic_write_text(results.metrics, json.dumps(report, indent=2))
+        _write_results(folder, results, config, model, data, warmup, predictions, report, learned, folder.log)
     return report
+
+
+def period_dataset(config: RunConfig, period: str) -> tuple[ArrayDataset, int]:
+    """The data of ``period`` (``train``, ``valid`` or ``test``) with its warm-up; its targets checked."""
+    chosen = getattr(config.data, period, None)
+    if period not in ("train", "valid", "test") or chosen is None:
+        raise ConfigError(f"period must be 'train', 'valid' or 'test' (and configured), got {period!r}")
+    dataset = load_dataset(config)
+    train_ids, test_ids = unit_split(config, dataset)
+    units = test_ids if period == "test" else train_ids
+    data, warmup = period_data(config, dataset, chosen, units, strict_warmup=False, key=f"data.{period}")
+    check_targets(config, data, warmup, period)
+    return data, warmup
+
+
+def _evaluate_ensemble(folder: RunFolder, config: RunConfig, period: str, checkpoint: str) -> dict[str, Any]:
+    """Metrics of the mean prediction of a seed ensemble's members, with each member's summary."""
+    seeds = list(config.train.seeds or ())
+    members = [load_trained(RunFolder.existing(folder.member(seed)), checkpoint) for seed in seeds]
+    data, warmup = period_dataset(config, period)
+    outputs = [predict(cfg, model, normalizer, data, warmup) for cfg, model, normalizer, _ in members]
+    mean = {name: np.mean([out[name] for out in outputs], axis=0) for name in outputs[0]}
+    labels = sorted({used.label for *_, used in members})
+    report = metrics_report(config, data, warmup, mean, period, f"mean of {len(seeds)} seeds, {', '.join(labels)}")
+    report["members"] = {
+        str(seed): {
+            output: entry["summary"]
+            for output, entry in metrics_report(config, data, warmup, dict(out), period, used.label)["targets"].items()
+        }
+        for seed, out, (*_, used) in zip(seeds, outputs, members)
+    }
+    results = folder.evaluation(period, members[0][3].key)
+    report["folder"] = results.path.relative_to(folder.path).as_posix()
+    summaries = [learned_parameter_summary(cfg, model, norm, data, warmup) for cfg, model, norm, _ in members]
+    learned = {name: np.mean([s[name] for s in summaries], axis=0) for name in summaries[0]}
+    model = members[0][1]
+    _write_results(folder, results, config, model, data, warmup, mean, report, learned, None)
+    return report
+
+
+def _write_results(
+    folder: RunFolder,
+    results: Evaluation,
+    config: RunConfig,
+    model: DeltaModel,
+    data: ArrayDataset,
+    warmup: int,
+    predictions: dict[str, np.ndarray],
+    report: dict[str, Any],
+    learned: dict[str, np.ndarray],
+    log: Path | None,
+) -> None:
+    """Parameter recovery, plots, predictions and metrics of one evaluation, into its folder."""
+    recovery = parameter_recovery(model.phy_model.parameter_spec, learned, data)
+    if recovery:
+        report["parameters"] = recovery
+    dates = data.dates[warmup:]
+    if config.evaluate.plots:
+        plots = write_plots(
+            results.plots,
+            report["period"],
+            predictions,
+            data.unit_ids,
+            dates,
+            report,
+            learned,
+            config.evaluate.plot_units,
+            units=data.units,
+            parameter_units=parameter_units(model.phy_model.parameter_spec, learned),
+            truths=known_parameters(learned, data),
+            log=log,
+            loss=config.train.loss.name,
+        )
+        report["plots"] = [path.relative_to(folder.path).as_posix() for path in plots]
+    save_predictions(results.predictions, predictions, data.unit_ids, dates, config.output.predictions)
+    atomic_write_text(results.metrics_table, metrics_table(report))
+    atomic_write_text(results.metrics, json.dumps(report, indent=2))
 
 
 def metrics_table(report: Mapping[str, Any]) -> str:
@@ -391,6 +441,13 @@ def format_metrics(report: Mapping[str, Any]) -> str:
             med = "n/a" if stats["median"] is None else f"{stats['median']:.4f}"
             mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.4f}"
             lines.append(f"  {metric:<14}{med:>10}{mean:>10}")
+    for seed, targets in (report.get("members") or {}).items():
+        for output, summary in targets.items():
+            medians = ", ".join(
+                f"{metric} {'n/a' if stats['median'] is None else format(stats['median'], '.4f')}"
+                for metric, stats in list(summary.items())[:3]
+            )
+            lines.append(f"  member seed {seed}, {output} medians: {medians}")
     if report.get("parameters"):
         lines.append("parameter recovery (learned vs true, component mean):")
         lines.append(f"  {'parameter':<14}{'|error|/range':>14}{'corr':>8}")

@@ -128,6 +128,10 @@ class RunFolder:
             raise InputError(f"checkpoint label {checkpoint!r} is not a plain name")
         return Evaluation(self.path / "evaluations" / f"{period}_{checkpoint}")
 
+    def member(self, seed: int) -> Path:
+        """The run folder of the member trained with ``seed`` of a seed ensemble (``train.seeds``)."""
+        return self.path / "members" / f"seed_{seed}"
+
     def simulation(self, name: str) -> Path:
         """Stem of a ``simulate`` output, confined to ``simulations/``.
 

@@ -67,7 +67,10 @@ def train(
     """Train a new run; returns its folder. Under ``torchrun`` every process trains, rank 0 writes.
 
     ``callbacks`` are called after every epoch as ``callback(trainer, record)`` (e.g. to prune a trial).
+    With ``train.seeds`` the run is a seed ensemble: one member run per seed in ``members/seed_<s>/``.
     """
+    if config.train.seeds:
+        return _train_ensemble(config, run_dir, announce)
     distributed = Distributed.from_environment()
     seed_everything(config.seed)
     dataset, train_ids = _training_units(config)
@@ -111,6 +114,8 @@ def resume(run_dir: str | Path, announce: Announce | None = None) -> RunFolder:
     """
     distributed = Distributed.from_environment()
     folder = RunFolder.existing(run_dir)
+    if load_config(folder.config).train.seeds:
+        return _resume_ensemble(folder, announce)
     with folder.lock("dmg train --resume") if distributed.is_main else contextlib.nullcontext():
         if distributed.is_main:
             folder.remove_temporary_files()
@@ -136,6 +141,46 @@ def resume(run_dir: str | Path, announce: Announce | None = None) -> RunFolder:
             distributed.barrier()
             trainer.load_checkpoint(last)
         trainer.fit()
+    return folder
+
+
+def member_config(config: RunConfig, seed: int) -> RunConfig:
+    """The config of a seed ensemble's member: the run's config with ``seed`` and no ``train.seeds``."""
+    data = config.model_dump(mode="json")
+    data["seed"] = seed
+    data["train"]["seeds"] = None
+    return load_config(data)
+
+
+def _train_ensemble(config: RunConfig, run_dir: str | Path | None, announce: Announce | None) -> RunFolder:
+    if Distributed.from_environment().enabled:
+        raise InputError("train.seeds: seed ensembles train their members one after another; run without torchrun")
+    folder = RunFolder.prepare_new(run_path(config, run_dir))
+    with folder.lock("dmg train (seed ensemble)"):
+        folder = RunFolder.prepare_new(folder.path)
+        folder.write_text(folder.config, dump_config(config))
+        folder.write_text(folder.versions, json.dumps(provenance.collect(), indent=2))
+        if announce is not None:
+            announce(folder)
+        for seed in config.train.seeds or ():
+            print(f"member seed {seed}: {folder.member(seed)}", flush=True)
+            train(member_config(config, seed), folder.member(seed))
+    return folder
+
+
+def _resume_ensemble(folder: RunFolder, announce: Announce | None) -> RunFolder:
+    with folder.lock("dmg train --resume (seed ensemble)"):
+        folder.remove_temporary_files()
+        config = load_config(folder.config)
+        if announce is not None:
+            announce(folder)
+        for seed in config.train.seeds or ():
+            member = RunFolder(folder.member(seed))
+            print(f"member seed {seed}: {member.path}", flush=True)
+            if member.config.is_file():
+                resume(member.path)
+            else:
+                train(member_config(config, seed), member.path)
     return folder
 
 
@@ -176,6 +221,10 @@ def simulate(
     folder = RunFolder.existing(run_dir)
     period = make_period(start, end, "simulate --start/--end")
     stem = folder.simulation(name) if name is not None else None
+    if load_config(folder.config).train.seeds:
+        raise InputError(
+            f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.member(0).parent}/seed_<seed>"
+        )
     with folder.lock("dmg simulate"):
         config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
         config = widen_dataset(config, units, period)
