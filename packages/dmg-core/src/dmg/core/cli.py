@@ -173,6 +173,9 @@ def _leave_process_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # every process leaves together: a rank that tears its group down while rank 0 still evaluates
+        # can abort in the communication library's threads
+        dist.barrier()
         dist.destroy_process_group()
 
 
