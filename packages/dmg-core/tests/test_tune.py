@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from dmg.core.cli import main
-from dmg.core.config import SearchRange, load_config
+from dmg.core.config import SearchRange, TuneConfig, load_config
 
 optuna = pytest.importorskip("optuna")
 
@@ -83,4 +83,8 @@ def test_search_ranges_are_checked():
     for bad in ({"low": 1.0}, {"low": 2, "high": 1}, {"low": 0.0, "high": 1.0, "log": True}, {"choices": []}):
         with pytest.raises(ValueError):
             SearchRange(**bad)
-    assert yaml.safe_load("{low: 2, high: 8}") == {"low": 2, "high": 8}
+    written = yaml.safe_load(
+        "space: {model.nn.hidden_size: {low: 2, high: 8}, train.optimizer.lr: {low: 1, high: 5.0}}"
+    )
+    space = TuneConfig.model_validate(written).space
+    assert space["model.nn.hidden_size"].is_integer and not space["train.optimizer.lr"].is_integer

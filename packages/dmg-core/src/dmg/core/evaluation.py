@@ -14,7 +14,7 @@ import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class ChosenCheckpoint:
     path: Path
     label: str
     key: str
+    content: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The file's content (on the CPU) when choosing it already read it."""
 
 
 def choose_checkpoint(folder: RunFolder, wanted: str) -> ChosenCheckpoint:
@@ -81,12 +83,14 @@ def choose_checkpoint(folder: RunFolder, wanted: str) -> ChosenCheckpoint:
         return ChosenCheckpoint(path, f"file {path}", f"file_{stem}")
     path = folder.checkpoint(wanted)
     last = folder.checkpoint("last")
+    content = None
     if wanted == "best" and path.is_file() and last.is_file():
         saved_last = checkpoints.load(last, "cpu")
         if "train_state" in saved_last:
-            checkpoints.check_best(saved_last, checkpoints.load(path, "cpu"), path)
+            content = checkpoints.load(path, "cpu")
+            checkpoints.check_best(saved_last, content, path)
     if path.is_file():
-        return ChosenCheckpoint(path, wanted, wanted)
+        return ChosenCheckpoint(path, wanted, wanted, content)
     if wanted == "best" and last.is_file():
         warnings.warn(
             f"{folder.path} has no best.pt (no epoch finished yet); using last.pt", CheckpointFallbackWarning, 2
@@ -104,7 +108,8 @@ def load_trained(
     chosen = choose_checkpoint(folder, checkpoint)
     device = resolve_device(config.device)
     model = build_model(config).to(device)
-    checkpoints.load_model_state(model, checkpoints.load(chosen.path, device), chosen.path)
+    saved = chosen.content if chosen.content is not None else checkpoints.load(chosen.path, device)
+    checkpoints.load_model_state(model, saved, chosen.path)
     model.eval()
     return config, model, load_normalizer(folder), chosen
 

@@ -84,8 +84,7 @@ def train(
                 held.enter_context(folder.lock("dmg train"))
                 folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
                 folder.remove_unfinished_start()
-                folder.write_text(folder.config, dump_config(config))
-                folder.write_text(folder.versions, json.dumps(provenance.collect(), indent=2))
+                _write_start(folder, config)
                 normalizer.save(folder.normalizer)
                 status = ("ok", str(folder.path))
             except DmgError as exc:
@@ -152,14 +151,19 @@ def member_config(config: RunConfig, seed: int) -> RunConfig:
     return load_config(data)
 
 
+def _write_start(folder: RunFolder, config: RunConfig) -> None:
+    """What a new run writes first: its resolved config and the versions it runs with."""
+    folder.write_text(folder.config, dump_config(config))
+    folder.write_text(folder.versions, json.dumps(provenance.collect(), indent=2))
+
+
 def _train_ensemble(config: RunConfig, run_dir: str | Path | None, announce: Announce | None) -> RunFolder:
     if Distributed.from_environment().enabled:
         raise InputError("train.seeds: seed ensembles train their members one after another; run without torchrun")
     folder = RunFolder.prepare_new(run_path(config, run_dir))
     with folder.lock("dmg train (seed ensemble)"):
         folder = RunFolder.prepare_new(folder.path)
-        folder.write_text(folder.config, dump_config(config))
-        folder.write_text(folder.versions, json.dumps(provenance.collect(), indent=2))
+        _write_start(folder, config)
         if announce is not None:
             announce(folder)
         for seed in config.train.seeds or ():
