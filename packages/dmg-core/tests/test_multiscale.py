@@ -1,14 +1,37 @@
-"""The multi-timescale composite on a toy linear reservoir run daily, then hourly."""
+"""The multi-timescale composite on a toy linear reservoir run daily, then hourly; its networks per time scale,
+day-aligned windows of hourly data and a run through the command line."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
+from torch import nn
 
-from dmg.core import ConfigError, Parameter, SpecError, State, StepModel, Variable, integrate, registry
+from dmg.core import (
+    Batch,
+    ConfigError,
+    DeltaModel,
+    InputError,
+    Parameter,
+    SpecError,
+    State,
+    StepModel,
+    Variable,
+    integrate,
+    registry,
+)
+from dmg.core.cli import main
+from dmg.core.couplings import CouplingContext
+from dmg.core.data import ArrayDataset
+from dmg.core.data.alignment import check_whole_days, day_alignment
+from dmg.core.data.sampler import WindowSampler
 from dmg.core.multiscale import MultiTimescale, aggregate
+from dmg.core.multiscale_learning import ScaleParameterLearning
 
 RATIO = 24
 DAYS = 5
@@ -298,3 +321,221 @@ def test_config_file_errors_name_the_key(registered, options, key) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         cls, cfg = resolve_component("dmg.physics", _config(**options), "model.physics")
         cls.from_config(cfg)
+
+
+# --------------------------------------------------------------------------- networks per time scale
+
+
+def _learning_model() -> MultiTimescale:
+    return MultiTimescale(
+        coarse=LinearReservoir(dynamic=["k"]),
+        fine=HourlyReservoir(),
+        ratio=RATIO,
+        coarse_steps=DAYS,
+        aggregation={"P": "sum", "T": "mean"},
+        handover={"S": "S", "W": "W"},
+        shared={"c": "coarse"},
+    )
+
+
+class Recorder(nn.Module):
+    """A pointwise linear network that records the length of the sequences it reads."""
+
+    def __init__(self, n_inputs: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_inputs, n_outputs)
+        self.lengths: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.lengths.append(int(x.shape[0]))
+        return self.linear(x)
+
+
+def _batch(warmup: int) -> Batch:
+    forcings = _series()
+    return Batch(forcings=forcings, nn_inputs=torch.stack(list(forcings.values()), -1), warmup=warmup)
+
+
+def test_each_scale_network_reads_its_own_span_and_supplies_its_own_parameters() -> None:
+    phy = _learning_model()
+    coarse_net, fine_net = Recorder(2, 2), Recorder(2, 2)  # coarse: k (dynamic) and c; fine: k and a
+    model = DeltaModel(
+        {"daily": coarse_net, "hourly": fine_net},
+        phy,
+        [
+            ScaleParameterLearning(scale="coarse", network="daily"),
+            ScaleParameterLearning(scale="fine", network="hourly"),
+        ],
+    )
+    out = model(_batch(phy.required_warmup))
+    assert out["Q"].shape == (HOURS, 3) and bool(out["Q"].isfinite().all())
+    assert coarse_net.lengths == [DAYS] and fine_net.lengths == [HOURS]
+    out["Q"].sum().backward()
+    for net in (coarse_net, fine_net):  # the coarse network reaches the loss through the shared c
+        assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
+def test_coarse_network_outputs_are_the_coarse_parameters_exactly() -> None:
+    phy = _learning_model()
+    net = Recorder(2, 2)
+    coupling = ScaleParameterLearning(scale="coarse", network="default")
+    assert coupling.learned_spec(phy).names == ("coarse.k", "coarse.c")
+    batch = _batch(phy.required_warmup)
+    ctx = CouplingContext(batch=batch, networks={"default": net}, phy_model=phy)
+    coupling.before(ctx)
+    daily_inputs = batch.nn_inputs[: phy.required_warmup].reshape(DAYS, RATIO, 3, 2).mean(1)
+    expected = torch.sigmoid(net.linear(daily_inputs))[..., 0]
+    k = phy.member_params(ctx.params, "coarse")["k"]
+    low, high = 0.01, 0.5
+    assert torch.allclose(k[..., 0], low + expected * (high - low), atol=1e-6)
+
+
+def test_scale_coupling_needs_a_multi_timescale_model() -> None:
+    with pytest.raises(ValueError, match="needs a multi_timescale physics model"):
+        ScaleParameterLearning(scale="fine").learned_spec(LinearReservoir())
+
+
+def test_a_batch_shorter_than_the_coarse_span_is_refused() -> None:
+    phy = _learning_model()
+    model = DeltaModel(Recorder(2, 2), phy, ScaleParameterLearning(scale="fine"))
+    with pytest.raises(InputError, match="warm-up of at least 120 steps"):
+        model(_batch(phy.required_warmup - 1))
+
+
+def test_day_alignment_of_hourly_dates() -> None:
+    dates = np.arange(np.datetime64("2001-01-01T05:00"), np.datetime64("2001-01-04T00:00"), np.timedelta64(1, "h"))
+    assert day_alignment(dates) == (24, 19)
+    three_hourly = np.arange(np.datetime64("2001-01-01T03:00"), np.datetime64("2001-01-03"), np.timedelta64(3, "h"))
+    assert day_alignment(three_hourly) == (8, 7)
+    with pytest.raises(ConfigError, match=r"data\.window_alignment: 'day' needs a time step that divides a day"):
+        day_alignment(np.arange(np.datetime64("2001-01-01T00"), np.datetime64("2001-01-05T00"), np.timedelta64(7, "h")))
+    with pytest.raises(ConfigError, match=r"data\.window_alignment: 'day' needs steps at 00:00"):
+        day_alignment(np.arange(np.datetime64("2001-01-01T00:30"), np.datetime64("2001-01-03"), np.timedelta64(1, "h")))
+    check_whole_days(48, 24)
+    with pytest.raises(ConfigError, match=r"data\.warmup: .* whole days"):
+        check_whole_days(50, 24)
+
+
+ALIGNED = {"n_units": 4, "n_time": 24 * 30 + 7, "length": 48, "warmup": 24 * 5, "batch_size": 4, "seed": 3}
+ALIGNED.update(align=24, offset=7)
+
+
+def test_aligned_sampler_draws_starts_at_00_00_only_and_resumes() -> None:
+    sampler = WindowSampler(
+        n_units=4, n_time=24 * 30 + 7, length=48, warmup=24 * 5, batch_size=4, seed=3, align=24, offset=7
+    )
+    starts = np.concatenate([sampler.draw()[1] for _ in range(50)])
+    assert set((starts - 7) % 24) == {0}
+    assert starts.min() >= 7 and (starts + 24 * 5 + 48).max() <= 24 * 30 + 7
+    assert len(np.unique(starts)) > 10
+    state = sampler.state_dict()
+    again = WindowSampler(
+        n_units=4, n_time=24 * 30 + 7, length=48, warmup=24 * 5, batch_size=4, seed=3, align=24, offset=7
+    )
+    again.load_state_dict(state)
+    assert np.array_equal(again.draw()[1], sampler.draw()[1])
+    unaligned = WindowSampler(n_units=4, n_time=24 * 30 + 7, length=48, warmup=24 * 5, batch_size=4, seed=3)
+    with pytest.raises(ConfigError, match="align"):
+        unaligned.load_state_dict(state)
+    with pytest.raises(ConfigError, match="no window"):
+        WindowSampler(n_units=1, n_time=100, length=40, warmup=48, batch_size=1, align=24, offset=20)
+
+
+# --------------------------------------------------------------------------- end to end through the CLI
+
+
+class PointNet(nn.Module):
+    """A pointwise linear network built from a run's sizes."""
+
+    input_kind = "sequence"
+    output_kind = "single"
+
+    from dmg.core.components import NetworkConfig as Config
+
+    def __init__(self, n_inputs: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_inputs, n_outputs)
+
+    @classmethod
+    def from_config(cls, config, *, n_inputs, n_outputs, n_static=0):
+        return cls(n_inputs, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+@pytest.fixture
+def hourly_run(tmp_path: Path) -> Iterator[Path]:
+    """An hourly toy dataset from 2001-01-01 00:00 and a run config of the toy daily/hourly model on it."""
+    rng = np.random.default_rng(0)
+    n = 24 * 40
+    p = (rng.random((2, n)) < 0.1) * rng.exponential(2.0, (2, n))
+    t = rng.normal(8.0, 4.0, (2, n))
+    q = 0.05 * np.convolve(p[0], np.ones(12) / 12, mode="same")[None].repeat(2, 0) + 0.01
+    dates = np.datetime64("2001-01-01T00:00") + np.arange(n) * np.timedelta64(1, "h")
+    ArrayDataset.from_dicts({"P": p, "T": t, "Q": q}, ["a", "b"], dates).save(tmp_path / "hourly.npz")
+    config = {
+        "seed": 0,
+        "data": {
+            "dataset": {"name": "npz", "path": str(tmp_path / "hourly.npz")},
+            "roles": {"forcings": {"P": "P", "T": "T"}, "nn_inputs": ["P", "T"], "targets": {"Q": "Q"}},
+            "warmup": 24 * DAYS + 24,
+            "window_alignment": "day",
+            "train": {"start": "2001-01-06", "end": "2001-01-25"},
+            "test": {"start": "2001-01-31", "end": "2001-02-09"},
+        },
+        "model": {
+            "physics": {
+                "name": "multi_timescale",
+                "coarse": {"name": "toy_daily", "dynamic": ["k"]},
+                "fine": {"name": "toy_hourly"},
+                "ratio": RATIO,
+                "coarse_steps": DAYS,
+                "aggregation": {"P": "sum", "T": "mean"},
+                "handover": {"S": "S"},
+                "shared": {"c": "coarse"},
+            },
+            "nn": {"daily": {"name": "point_net"}, "hourly": {"name": "point_net"}},
+            "couplings": [
+                {"name": "scale_parameter_learning", "scale": "coarse", "network": "daily"},
+                {"name": "scale_parameter_learning", "scale": "fine", "network": "hourly"},
+            ],
+        },
+        "train": {"epochs": 1, "batch_size": 2, "window": 48, "iterations_per_epoch": 2, "progress": False},
+        "evaluate": {"metrics": ["rmse"], "plots": False},
+        "output": {"root": str(tmp_path / "runs"), "predictions": "npz"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    registry.register("dmg.physics", "toy_daily", LinearReservoir)
+    registry.register("dmg.physics", "toy_hourly", HourlyReservoir)
+    registry.register("dmg.nn", "point_net", PointNet)
+    try:
+        yield tmp_path
+    finally:
+        registry.unregister("dmg.physics", "toy_daily")
+        registry.unregister("dmg.physics", "toy_hourly")
+        registry.unregister("dmg.nn", "point_net")
+
+
+def test_dmg_train_and_evaluate_a_multi_timescale_model_on_hourly_data(hourly_run: Path) -> None:
+    assert main(["train", str(hourly_run / "run.yaml"), "--run-dir", str(hourly_run / "run")]) == 0
+    metrics = list((hourly_run / "run").rglob("*.json"))
+    assert metrics
+    predictions = list((hourly_run / "run").rglob("*.npz"))
+    assert predictions
+
+
+def test_a_warmup_shorter_than_the_coarse_span_names_data_warmup(hourly_run: Path, capsys) -> None:
+    config = yaml.safe_load((hourly_run / "run.yaml").read_text())
+    config["data"]["warmup"] = 24 * DAYS - 24
+    (hourly_run / "short.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["train", str(hourly_run / "short.yaml"), "--run-dir", str(hourly_run / "short")]) == 2
+    assert "data.warmup: the physics model needs a warm-up of at least 120 steps" in capsys.readouterr().err
+
+
+def test_a_warmup_of_part_of_a_day_is_refused_with_day_alignment(hourly_run: Path, capsys) -> None:
+    config = yaml.safe_load((hourly_run / "run.yaml").read_text())
+    config["data"]["warmup"] = 24 * DAYS + 30
+    (hourly_run / "part.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["train", str(hourly_run / "part.yaml"), "--run-dir", str(hourly_run / "part")]) == 2
+    assert "data.warmup: with data.window_alignment 'day' the warm-up must be whole days" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.roles import DataRoles
 from dmg.core.engine import Engine
 from dmg.core.errors import ConfigError, InputError
-from dmg.core.model import DeltaModel
+from dmg.core.model import DeltaModel, required_warmup
 from dmg.core.networks import NetworkInputs, NetworkOutputs, add_outputs, output_kind
 from dmg.core.physics import PhysicsModel
 
@@ -100,6 +100,12 @@ def build_model(config: RunConfig) -> DeltaModel:
     if unknown:
         raise ConfigError(
             f"data.roles.targets: {unknown} are not outputs of the physics model; outputs: {sorted(outputs)}"
+        )
+    needed = required_warmup(phy_model)
+    if config.data.warmup < needed:
+        raise ConfigError(
+            f"data.warmup: the physics model needs a warm-up of at least {needed} steps (e.g. the coarse span of a "
+            f"multi-timescale model); got {config.data.warmup}"
         )
     couplings = build_couplings(config)
     networks: dict[str, nn.Module] = {}

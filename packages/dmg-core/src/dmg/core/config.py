@@ -147,6 +147,11 @@ class DataConfig(Section):
     dataset: ComponentRef = Field(description="Registered dataset (`dmg list datasets`) and its options.")
     roles: DataRoles = Field(description="Which variables feed the physics, the networks and the loss.")
     warmup: int = Field(365, ge=0, description="Steps before each window or period used to spin up states.")
+    window_alignment: Literal["step", "day"] = Field(
+        "step",
+        description="Where training windows (warm-up included) start: 'step': at any step; 'day': at 00:00, so that "
+        "a model aggregating sub-daily steps into days sees calendar days (the warm-up must then be whole days).",
+    )
     train: Period = Field(default_factory=Period, description="Training period.")
     valid: Period | None = Field(None, description="Validation period (early stopping); none: no validation.")
     test: Period = Field(default_factory=Period, description="Test period used by `dmg evaluate`.")

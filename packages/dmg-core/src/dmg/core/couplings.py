@@ -185,10 +185,14 @@ class ParameterLearning(Coupling):
     def network_outputs(self, phy_model: PhysicsModel, output_kind: str = "single") -> NetworkOutputs:
         return self.n_outputs(phy_model, split=output_kind == "split")
 
+    def raw_output(self, ctx: CouplingContext) -> Any:
+        """The raw network output the parameters are read from (this coupling's channels of it)."""
+        return self.take(ctx.network_output(self.network))
+
     def before(self, ctx: CouplingContext) -> None:
         cfg = self.config
         spec = self.learned_spec(ctx.phy_model)
-        raw = self.take(ctx.network_output(self.network))
+        raw = self.raw_output(ctx)
         warmup = ctx.batch.warmup
         spin_at_end = cfg.spinup_static == "warmup_end" and warmup > 0
         spin: dict[str, torch.Tensor] | None = None

@@ -10,9 +10,14 @@ from torch import nn
 from dmg.core.couplings import DEFAULT_NETWORK, Coupling, CouplingContext
 from dmg.core.data.batch import Batch
 from dmg.core.engine import Engine, integrate
-from dmg.core.errors import SpecError
+from dmg.core.errors import InputError, SpecError
 from dmg.core.networks import add_outputs, output_kind
 from dmg.core.physics import Outputs, PhysicsModel
+
+
+def required_warmup(phy_model: PhysicsModel) -> int:
+    """Steps of warm-up ``phy_model`` needs at least (a model declares ``required_warmup``; default 0)."""
+    return int(getattr(phy_model, "required_warmup", 0))
 
 
 class DeltaModel(nn.Module):
@@ -119,6 +124,12 @@ class DeltaModel(nn.Module):
         Outputs
             Named ``[time - warmup, unit]`` outputs, final physics state in ``.state``.
         """
+        required = required_warmup(self.phy_model)
+        if batch.warmup < required:
+            raise InputError(
+                f"{type(self.phy_model).__name__} needs a warm-up of at least {required} steps (its outputs before "
+                f"are not defined); the batch has {batch.warmup}: lengthen data.warmup"
+            )
         ctx = CouplingContext(batch=batch, networks=self.networks, phy_model=self.phy_model)
         for c in self.couplings:
             c.before(ctx)

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dmg.core import checkpoints
 from dmg.core.config import RunConfig
+from dmg.core.data.alignment import check_whole_days, day_alignment
 from dmg.core.data.batch import Batch
 from dmg.core.data.batching import make_batch
 from dmg.core.data.dataset import ArrayDataset
@@ -152,6 +153,11 @@ class Trainer:
         self.dtype = next(iter(model.parameters()), torch.zeros(())).dtype
         tc = config.train
 
+        align, offset = 1, 0
+        if config.data.window_alignment == "day":
+            align, offset = day_alignment(train_data.dates)
+            check_whole_days(config.data.warmup, align)
+
         def sampler(iterations: int | None) -> WindowSampler:
             return WindowSampler(
                 train_data.n_units,
@@ -161,6 +167,8 @@ class Trainer:
                 batch_size=min(tc.batch_size, train_data.n_units) if train_data.n_units else tc.batch_size,
                 seed=config.seed + RANK_SEED_STRIDE * self.dist.rank,
                 iterations_per_epoch=iterations,
+                align=align,
+                offset=offset,
             )
 
         self.sampler = sampler(tc.iterations_per_epoch)

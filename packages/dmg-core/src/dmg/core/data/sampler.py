@@ -12,6 +12,7 @@ import numpy as np
 from dmg.core.errors import ConfigError, InputError
 
 STATE_VERSION = 1
+_UNALIGNED = {"align": 1, "offset": 0}
 
 
 def _unit_pool(n_units: int, units: np.ndarray | None) -> np.ndarray:
@@ -80,6 +81,9 @@ class WindowSampler:
         Positions of the units to sample from (e.g. the training units); default all.
     iterations_per_epoch
         Batches per epoch; default from the formula above.
+    align, offset
+        Windows start only at steps ``offset + align * k`` (e.g. at 00:00 of a day in hourly data:
+        ``align=24`` and ``offset`` the first step at 00:00); default every step.
 
     Examples
     --------
@@ -101,8 +105,12 @@ class WindowSampler:
         units: np.ndarray | None = None,
         *,
         iterations_per_epoch: int | None = None,
+        align: int = 1,
+        offset: int = 0,
     ) -> None:
         _check_window(n_time, length, warmup)
+        if align < 1 or not 0 <= offset < align:
+            raise ConfigError(f"window alignment needs align >= 1 and 0 <= offset < align, got {align}, {offset}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if seed < 0:
@@ -116,7 +124,14 @@ class WindowSampler:
         if iterations_per_epoch < 1:
             raise ConfigError(f"iterations_per_epoch must be >= 1, got {iterations_per_epoch}")
         self.iterations_per_epoch = int(iterations_per_epoch)
-        self.n_starts = self.n_time - self.warmup - self.length + 1
+        self.align, self.offset = int(align), int(offset)
+        last = self.n_time - self.warmup - self.length
+        if last < self.offset:
+            raise ConfigError(
+                f"no window of warmup {warmup} + length {length} steps starting at step {offset} (+ a multiple of "
+                f"{align}) fits in {n_time} steps of data; shorten the window or lengthen the period"
+            )
+        self.n_starts = (last - self.offset) // self.align + 1
         self._start_epoch(0)
 
     def _epoch_rng(self, epoch: int) -> np.random.Generator:
@@ -154,6 +169,8 @@ class WindowSampler:
                 [rng.permutation(pool) for _ in range(full)] + [rng.choice(pool, size=rest, replace=False)]
             )
         starts = rng.integers(0, self.n_starts, size=self.batch_size, dtype=np.int64)
+        if self.align != 1:
+            starts = self.offset + self.align * starts
         self.position += 1
         if self.position >= self.iterations_per_epoch:
             self._start_epoch(self.epoch + 1)
@@ -169,6 +186,8 @@ class WindowSampler:
 
     def _signature(self) -> dict[str, int]:
         return {
+            "align": self.align,
+            "offset": self.offset,
             "n_units": self.n_units,
             "n_time": self.n_time,
             "length": self.length,
@@ -193,7 +212,8 @@ class WindowSampler:
         """Restore from :meth:`state_dict`; settings that differ from this sampler's are an error."""
         if state.get("version") != STATE_VERSION:
             raise InputError(f"sampler state of version {state.get('version')!r}; expected {STATE_VERSION}")
-        differ = {k: (state.get(k), v) for k, v in self._signature().items() if state.get(k) != v}
+        saved = {**_UNALIGNED, **state}  # states saved before windows could be aligned
+        differ = {k: (saved.get(k), v) for k, v in self._signature().items() if saved.get(k) != v}
         if differ:
             listed = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in differ.items())
             raise ConfigError(f"cannot resume the sampler: its settings changed ({listed})")
