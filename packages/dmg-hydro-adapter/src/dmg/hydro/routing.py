@@ -20,7 +20,7 @@ base-flow index; chain it after a runoff model::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
@@ -168,22 +168,32 @@ class GammaRouting(SeriesModel):
     Config = GammaRoutingConfig
     physical_parameters = (ROUTE_A, ROUTE_B)
     warmup_modes = ("inline", "spinup")
+    flow_unit: ClassVar[str] = "mm/day"
+    """Unit of the routed flows (amounts per step)."""
+    step_days: ClassVar[float] = 1.0
+    """Length of one step (days)."""
 
     def __init__(self, config: GammaRoutingConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
         config = self.validate_config(config, options)
-        flows, suffix = config.flows, config.unrouted_suffix
-        routed = tuple(Variable(f, "mm/day", f"flow {f} routed to the outlet", (0.0, 30.0)) for f in flows)
-        unrouted = tuple(Variable(f + suffix, "mm/day", f"flow {f} before routing", (0.0, 30.0)) for f in flows)
+        flows, suffix, unit = config.flows, config.unrouted_suffix, self.flow_unit
+        typical = (0.0, 30.0 * self.step_days)
+        routed = tuple(Variable(f, unit, f"flow {f} routed to the outlet", typical) for f in flows)
+        unrouted = tuple(Variable(f + suffix, unit, f"flow {f} before routing", typical) for f in flows)
         bfi = (Variable("BFI", "%", "base-flow index over the simulated window", (0.0, 100.0)),)
         super().__init__(
             config,
-            forcings=tuple(Variable(f, "mm/day", f"flow {f} to route", (0.0, 30.0)) for f in flows),
+            forcings=tuple(Variable(f, unit, f"flow {f} to route", typical) for f in flows),
             outputs=routed + unrouted + (bfi if config.baseflow is not None else ()),
         )
 
     def unit_hydrograph(self, params: TensorDict) -> torch.Tensor:
         """Weights ``[unit, length]`` from the physical ``route_a`` and ``route_b`` ``[unit]``."""
         return gamma_unit_hydrograph(params["route_a"], params["route_b"], self.config.length)
+
+    def weights(self, params: TensorDict, n_time: int) -> torch.Tensor:
+        """Weights ``[unit, lags]`` applied to a series of ``n_time`` steps: the unit hydrograph's
+        first ``n_time`` weights, unchanged (later ones act on no data)."""
+        return self.unit_hydrograph(params)[..., :n_time]
 
     def forcings_needed(self, save: frozenset[str] | None) -> tuple[str, ...]:
         """The flows to route for the outputs ``save``: a flow for its routed or unrouted output, the
@@ -227,7 +237,7 @@ class GammaRouting(SeriesModel):
         config = self.config
         names = self.forcings_needed(save)
         flows = torch.stack([forcings[f] for f in names], dim=-1)
-        weights = self.unit_hydrograph(params)[..., : flows.shape[0]].to(flows)
+        weights = self.weights(params, flows.shape[0]).to(flows)
         routed = convolve(flows, weights)
         outputs: TensorDict = {}
         for i, f in enumerate(names):
@@ -239,3 +249,48 @@ class GammaRouting(SeriesModel):
 
     def extra_repr(self) -> str:
         return f"flows={self.config.flows}, length={self.config.length}"
+
+
+# ------------------------------------------------------------------ hourly
+UH_LENGTH_HOURS = 72
+"""Length of the unit hydrograph of the hourly δHBV models (hours)."""
+
+ROUTE_A_HOURLY = Parameter(
+    "route_a", 0.0, 5.0, "", "gamma shape of the hourly unit hydrograph, minus 0.1", per_component=False
+)
+ROUTE_B_HOURLY = Parameter(
+    "route_b", 0.0, 12.0, "h", "gamma scale of the hourly unit hydrograph, minus 0.5 hour", per_component=False
+)
+
+
+class HourlyGammaRoutingConfig(GammaRoutingConfig):
+    """Options of :class:`HourlyGammaRouting`."""
+
+    length: int = Field(UH_LENGTH_HOURS, ge=1, description="Length of the unit hydrograph (hours).")
+
+
+class HourlyGammaRouting(GammaRouting):
+    """The gamma unit hydrograph of the hourly δHBV models: in hours, 72 hours long.
+
+    As :class:`GammaRouting` with lags in hours (``t_k = k + 0.5`` h), the scale ``θ`` in hours
+    and wider bounds (``route_a`` up to 5, ``route_b`` up to 12 h).  A run shorter than
+    ``length`` hours uses a unit hydrograph of its own length, normalised to sum to one, as
+    published.  Flows are in mm per hour.
+
+    Parameters
+    ----------
+    config
+        A :class:`HourlyGammaRoutingConfig`, or a mapping of its options.
+    **options
+        Options as for :class:`GammaRouting`; ``length`` in hours (default 72).
+    """
+
+    Config = HourlyGammaRoutingConfig
+    physical_parameters = (ROUTE_A_HOURLY, ROUTE_B_HOURLY)
+    flow_unit = "mm/h"
+    step_days = 1 / 24
+
+    def weights(self, params: TensorDict, n_time: int) -> torch.Tensor:
+        """The unit hydrograph over ``min(length, n_time)`` hours, normalised to sum to one."""
+        length = min(self.config.length, n_time)
+        return gamma_unit_hydrograph(params["route_a"], params["route_b"], length)

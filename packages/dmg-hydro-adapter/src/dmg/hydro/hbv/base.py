@@ -1,10 +1,17 @@
-"""The daily HBV step shared by every variant.
+"""The HBV step shared by every variant, daily and hourly.
 
 One step is operator-split and explicit: each process sees the stores as updated by the
 processes before it (snow, soil, evapotranspiration, [capillary rise], upper zone,
 lower zone, [lateral exchange]).  Inside :meth:`HBVBase.step` stores and per-component
-parameters are ``[unit, nmul]``; forcings and attributes are ``[unit, 1]``.  The
-equations are written out in ``docs/hydrology/hbv.md``.
+parameters are ``[unit, nmul]``; forcings and attributes are ``[unit, 1]``.
+
+Fluxes are rates per day and parameters keep their daily units; a step of
+:attr:`HBVBase.time_step` days applies each rate as ``rate * time_step`` (snowfall, melt and
+refreezing as amounts per step) and reports fluxes as amounts per step.  Variants change
+three hooks: :meth:`HBVBase.start_of_step` (guardrails on the stores),
+:meth:`HBVBase.soil_entry` (how rain and meltwater enter the soil) and
+:meth:`HBVBase.surface_runoff` (what happens to infiltration excess).  The equations are
+written out in ``docs/hydrology/hbv.md`` (daily) and ``docs/hydrology/hourly.md`` (hourly).
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ class HBVBase(StepModel):
     """Whether the lower zone feeds the soil by capillary rise (parameter ``C``)."""
     lateral_exchange: ClassVar[bool] = False
     """Whether the lower zone exchanges water laterally (parameters ``RT``, ``AC``)."""
+    time_step: ClassVar[float] = 1.0
+    """Length of one step (days). Fluxes are computed as rates per day and applied as rate * time_step;
+    with one day the step is the daily HBV step exactly (multiplying or dividing by 1.0 is exact)."""
 
     def __init__(self, config: HBVConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
         super().__init__(config, **options)
@@ -73,101 +83,169 @@ class HBVBase(StepModel):
         """Temperature threshold of snowfall and melt (°C), ``[unit, nmul]``: the parameter ``TT``."""
         return params_t["TT"]
 
+    def start_of_step(self, state: TensorDict) -> TensorDict:
+        """Stores at the start of a step, before any process (mm); the daily variants use them as they are."""
+        return state
+
+    def soil_entry(
+        self, SM: torch.Tensor, water: torch.Tensor, params_t: Mapping[str, torch.Tensor], dt: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Water reaching the surface enters the soil or recharges the upper zone.
+
+        Parameters
+        ----------
+        SM
+            Soil moisture at the start of the step (mm), ``[unit, nmul]``.
+        water
+            Rain plus meltwater released by the snowpack (mm/day).
+        params_t
+            Parameters of the step.
+        dt
+            Length of the step (days).
+
+        Returns
+        -------
+        tuple
+            Soil moisture after the entry (mm), recharge to the upper zone (mm/day), and the
+            infiltration excess that runs off over the surface (mm/day; ``None`` for the daily
+            variants, where all water enters the soil).
+        """
+        recharge = water * _soil_wetness(SM, params_t["FC"]) ** params_t["BETA"]
+        return SM + _per_step(water, dt) - _per_step(recharge, dt), recharge, None
+
+    def surface_runoff(
+        self, state: TensorDict, excess: torch.Tensor, params_t: Mapping[str, torch.Tensor], dt: float
+    ) -> tuple[torch.Tensor, TensorDict, TensorDict]:
+        """Runoff of the infiltration excess of :meth:`soil_entry` (only called when there is one).
+
+        Returns the runoff that reaches the unit's outlet in this step (mm/day), the updated
+        stores the excess passes through (mm) and fluxes to report (mm/day).
+        """
+        return excess, {}, {}
+
     def step(
         self, state: TensorDict, forcing_t: TensorDict, params_t: TensorDict, processes: Processes
     ) -> tuple[TensorDict, TensorDict]:
-        """Advance every store by one day; see the module docstring for the order of processes.
+        """Advance every store by one step of :attr:`time_step` days; see the module docstring.
 
         Parameters
         ----------
         state
-            Stores ``SP``, ``MW``, ``SM``, ``SUZ``, ``SLZ`` (mm), ``[unit, nmul]``.
+            Stores ``SP``, ``MW``, ``SM``, ``SUZ``, ``SLZ`` (and the variant's own) (mm), ``[unit, nmul]``.
         forcing_t
-            ``P`` (mm/day), ``T`` (°C) and ``PET`` (mm/day) of the day, ``[unit, 1]``.
+            ``P`` and ``PET`` (mm per step) and ``T`` (°C) of the step, ``[unit, 1]``.
         params_t
-            Parameters of the day (``[unit, nmul]``) and attributes (``[unit, 1]``).
+            Parameters of the step (``[unit, nmul]``) and attributes (``[unit, 1]``).
         processes
             Fillers of process slots; the HBV step declares none.
 
         Returns
         -------
         tuple[dict, dict]
-            The stores after the day (mm) and the day's fluxes (mm/day; ``SWE`` in mm).
+            The stores after the step (mm) and the step's fluxes (mm per step; ``SWE`` in mm,
+            ``evapfactor`` dimensionless).
         """
         p = params_t
         nz = self.config.near_zero
-        P, T, PET = forcing_t["P"], forcing_t["T"], forcing_t["PET"]
+        dt = self.time_step
+        state = self.start_of_step(state)
+        # Rates per day: every flux below is a rate, applied to the stores as rate * dt.
+        P, T, PET = _per_day(forcing_t["P"], dt), forcing_t["T"], _per_day(forcing_t["PET"], dt)
         SP, MW, SM, SUZ, SLZ = state["SP"], state["MW"], state["SM"], state["SUZ"], state["SLZ"]
         FC = p["FC"]
 
         # Snow: partition, melt, refreezing, release of meltwater beyond the holding capacity.
+        # Melt and refreezing are amounts per step; the release is a rate.
         TT = self.threshold_temperature(p)
         snow = torch.where(T < TT, P, 0.0)
         rain = P - snow
-        SP = SP + snow
+        SP = SP + _per_step(snow, dt)
         degree_days = p["CFMAX"] * (T - TT)
-        melt = torch.minimum(degree_days.clamp_min(0.0), SP)
+        melt = torch.minimum(_per_step(degree_days.clamp_min(0.0), dt), SP)
         MW = MW + melt
         SP = SP - melt
-        refreeze = torch.minimum((-p["CFR"] * degree_days).clamp_min(0.0), MW)
+        refreeze = torch.minimum(_per_step((-p["CFR"] * degree_days).clamp_min(0.0), dt), MW)
         SP = SP + refreeze
         MW = MW - refreeze
-        tosoil = (MW - p["CWH"] * SP).clamp_min(0.0)
-        MW = MW - tosoil
+        tosoil = _per_day(MW - p["CWH"] * SP, dt).clamp_min(0.0)
+        MW = MW - _per_step(tosoil, dt)
 
-        # Soil: recharge to the upper zone, excess above field capacity, evapotranspiration.
-        infiltration = rain + tosoil
-        recharge = infiltration * (SM / FC).clamp(_TINY_RATIO, 1.0) ** p["BETA"]
-        SM = SM + infiltration - recharge
-        excess = (SM - FC).clamp_min(0.0)
-        SM = SM - excess
+        # Soil: entry of rain and meltwater, excess above field capacity, evapotranspiration.
+        SM, recharge, infiltration_excess = self.soil_entry(SM, rain + tosoil, p, dt)
+        excess = _per_day(SM - FC, dt).clamp_min(0.0)
+        SM = SM - _per_step(excess, dt)
         evapfactor = (SM / (p["LP"] * FC)).clamp(_TINY_RATIO, 1.0)
         if self._et_exponent:
             evapfactor = evapfactor ** p["BETAET"]
-        aet = torch.minimum(SM, PET * evapfactor)
-        SM = (SM - aet).clamp_min(nz)
+        aet = _per_day(torch.minimum(SM, _per_step(PET * evapfactor, dt)), dt)
+        SM = (SM - _per_step(aet, dt)).clamp_min(nz)
 
-        fluxes: TensorDict = {}
+        rates: TensorDict = {}
         if self.capillary_rise:
-            capillary = torch.minimum(SLZ, p["C"] * SLZ * (1.0 - (SM / FC).clamp_max(1.0)))
-            SM = SM + capillary
-            SLZ = (SLZ - capillary).clamp_min(nz)
-            fluxes["capillary"] = capillary
+            rise = p["C"] * SLZ * (1.0 - (SM / FC).clamp_max(1.0))
+            capillary = _per_day(torch.minimum(SLZ, _per_step(rise, dt)), dt)
+            SM = SM + _per_step(capillary, dt)
+            SLZ = (SLZ - _per_step(capillary, dt)).clamp_min(nz)
+            rates["capillary"] = capillary
 
         # Upper zone: percolation, quick flow above UZL, interflow.
-        SUZ = SUZ + recharge + excess
-        percolation = torch.minimum(SUZ, p["PERC"])
-        SUZ = SUZ - percolation
+        SUZ = SUZ + _per_step(recharge, dt) + _per_step(excess, dt)
+        percolation = _per_day(torch.minimum(SUZ, _per_step(p["PERC"], dt)), dt)
+        SUZ = SUZ - _per_step(percolation, dt)
         Q0 = p["K0"] * (SUZ - p["UZL"]).clamp_min(0.0)
-        SUZ = SUZ - Q0
+        SUZ = SUZ - _per_step(Q0, dt)
         Q1 = p["K1"] * SUZ
-        SUZ = SUZ - Q1
+        SUZ = SUZ - _per_step(Q1, dt)
 
         # Lower zone: percolation in, [lateral exchange], baseflow out.
-        SLZ = SLZ + percolation
+        SLZ = SLZ + _per_step(percolation, dt)
+        amounts: TensorDict = {}
         if self.lateral_exchange:
             before = SLZ
-            SLZ = (SLZ + self.lateral_inflow(p)).clamp_min(nz)
-            fluxes["lateral"] = SLZ - before
+            SLZ = (SLZ + _per_step(self.lateral_inflow(p), dt)).clamp_min(nz)
+            amounts["lateral"] = SLZ - before
         Q2 = p["K2"] * SLZ
-        SLZ = SLZ - Q2
+        SLZ = SLZ - _per_step(Q2, dt)
 
-        fluxes.update(
-            Q=Q0 + Q1 + Q2,
+        Q = Q0 + Q1 + Q2
+        stores: TensorDict = {"SP": SP, "MW": MW, "SM": SM, "SUZ": SUZ, "SLZ": SLZ}
+        if infiltration_excess is not None:
+            overland, routed, overland_rates = self.surface_runoff(state, infiltration_excess, p, dt)
+            Q = Q + overland
+            stores.update(routed)
+            rates.update(overland_rates, IE=infiltration_excess)
+
+        rates.update(
+            Q=Q,
             Q0=Q0,
             Q1=Q1,
             Q2=Q2,
             AET=aet,
             PET=PET,
-            SWE=SP,
             recharge=recharge,
             excess=excess,
-            evapfactor=evapfactor,
             tosoil=tosoil,
             percolation=percolation,
         )
-        return {"SP": SP, "MW": MW, "SM": SM, "SUZ": SUZ, "SLZ": SLZ}, fluxes
+        fluxes = {name: _per_step(rate, dt) for name, rate in rates.items()}
+        fluxes.update(amounts, SWE=SP, evapfactor=evapfactor)
+        return stores, fluxes
 
     def lateral_inflow(self, params_t: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Lateral exchange of the lower zone before the floor (mm/day); only with ``lateral_exchange``."""
         raise NotImplementedError(f"{type(self).__name__} has no lateral exchange")
+
+
+def _per_step(rate: torch.Tensor, dt: float) -> torch.Tensor:
+    """A rate per day as an amount per step of ``dt`` days (unchanged for daily steps)."""
+    return rate if dt == 1.0 else rate * dt
+
+
+def _per_day(amount: torch.Tensor, dt: float) -> torch.Tensor:
+    """An amount per step of ``dt`` days as a rate per day (unchanged for daily steps)."""
+    return amount if dt == 1.0 else amount / dt
+
+
+def _soil_wetness(SM: torch.Tensor, FC: torch.Tensor) -> torch.Tensor:
+    """``SM / FC`` clipped to ``(0, 1]``, the base of the recharge curve (finite gradients at ``SM = 0``)."""
+    return (SM / FC).clamp(_TINY_RATIO, 1.0)

@@ -76,3 +76,36 @@ LATERAL_OUTPUT = Variable(
     "lateral exchange of the lower zone as applied (positive: gain; a loss stops at the store's floor)",
     (-20.0, 20.0),
 )
+
+# ------------------------------------------------------- hourly variants
+F0 = Parameter("F0", 120.0, 2880.0, "mm/day", "infiltration capacity of dry soil (5 to 120 mm/h, written per day)")
+FMIN = Parameter("FMIN", 0.0, 1.0, "", "infiltration capacity of wet soil, as a fraction of F0")
+ALPHA_DECLINE = Parameter("ALPHA", 0.5, 5.0, "", "shape exponent of the decline of infiltration capacity with wetness")
+ALPHA_SPREAD = Parameter(
+    "ALPHA", 0.5, 1.0, "", "exponent of the spread of infiltration capacity over the unsaturated area"
+)
+KS = Parameter(
+    "KS", 0.05, 10.0, "1/day", "recession of the infiltration-excess cascade: each of its two stores drains at 2 KS"
+)
+K0_HOURLY = Parameter(
+    "K0", 0.05, 12.0, "1/day", "recession coefficient of quick flow from the upper zone above UZL (hourly range)"
+)
+
+HOURLY_FORCINGS = (
+    Variable("P", "mm/h", "precipitation in the hour", (0.0, 3.0)),
+    Variable("T", "°C", "mean air temperature of the hour", (-15.0, 30.0)),
+    Variable("PET", "mm/h", "potential evapotranspiration in the hour", (0.0, 0.5)),
+)
+"""Forcings of the hourly variants, in the published order (prcp, tmean, pet)."""
+
+CASCADE_STATES = (
+    State("SIE1", "mm", "first store of the infiltration-excess cascade", (0.0, 50.0), initial=INITIAL_STORE),
+    State("SIE2", "mm", "second store of the infiltration-excess cascade", (0.0, 50.0), initial=INITIAL_STORE),
+)
+
+INFILTRATION_EXCESS_OUTPUT = Variable(
+    "IE", "mm/day", "infiltration excess: water the soil cannot take up (Hortonian runoff)", (0.0, 30.0)
+)
+CASCADE_OUTPUT = Variable(
+    "QIE", "mm/day", "outflow of the infiltration-excess cascade, part of the runoff Q", (0.0, 30.0)
+)
