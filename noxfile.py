@@ -6,6 +6,10 @@
     nox -s integration            cross-package and end-to-end tests
     nox -s lint                   ruff
     nox -s typecheck              mypy over dmg-core's public API
+    nox -s releases               check releases.toml, the changelogs and versions; print the compatibility matrix
+    nox -s compat                 every combination of released versions in the matrix, from wheels of their commits
+    nox -s compat_corner          the newest dmg-core release with the lowest sibling releases that support it
+    nox -s lowest                 each package's tests with the lowest third-party versions it declares
     nox -s demo                   the main job: train the embedded default model and print its metrics
     nox -s hydrodl2               parity of the HBV models with an installed hydrodl2 on fresh inputs
     nox -s bench                  engine speed against hydrodl2 and the published dMG (pinned environments)
@@ -26,7 +30,12 @@ else:  # pragma: no cover - nox itself runs on the contributor's Python
     import tomli as tomllib
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import releases  # noqa: E402  (scripts/releases.py: the release manifest and the compatibility matrix)
+
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "dev.txt"))
+LOWEST = ("-c", str(ROOT / "constraints" / "lowest.txt"))
+WHEELHOUSE = ROOT / ".nox" / "_wheelhouse"  # wheels of released versions, built from their recorded commits
 PACKAGES = {
     "core": "dmg-core",
     "nn": "dmg-nn",
@@ -35,7 +44,7 @@ PACKAGES = {
 }
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.sessions = ["lint", "typecheck", "releases", "tests", "integration", "compat_corner"]
 nox.options.error_on_missing_interpreters = True
 
 
@@ -86,6 +95,13 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs)
 
 
+@nox.session(name="releases", tags=["test"])
+def releases_check(session: nox.Session) -> None:
+    """releases.toml, every CHANGELOG.md and the versions agree (scripts/check_releases.py)."""
+    session.install(*CONSTRAINTS, "packaging")
+    session.run("python", str(ROOT / "scripts" / "check_releases.py"), "--matrix")
+
+
 @nox.session(tags=["test"])
 @nox.parametrize("package", list(PACKAGES))
 def tests(session: nox.Session, package: str) -> None:
@@ -99,8 +115,80 @@ def tests(session: nox.Session, package: str) -> None:
 def integration(session: nox.Session) -> None:
     """Cross-package and end-to-end tests with every package installed."""
     _install(session, list(PACKAGES.values()))
-    session.install(*CONSTRAINTS, "playwright")  # drives Chromium in the `dmg gui` tests (no browser download)
+    # playwright drives Chromium in the `dmg gui` tests (no browser download); hatchling builds the wheels
+    # of released versions in the test that an out-of-range combination fails at import
+    session.install(*CONSTRAINTS, "playwright", "hatchling")
     session.run("pytest", str(ROOT / "tests-integration"), *session.posargs)
+
+
+def _matrix() -> dict[str, releases.Combination]:
+    """The compatibility matrix from releases.toml (empty outside a git clone)."""
+    try:
+        return {combination.name: combination for combination in releases.matrix()}
+    except releases.ReleaseError:
+        return {}
+
+
+MATRIX = _matrix()
+
+
+def _run_combination(session: nox.Session, combination: releases.Combination) -> None:
+    """Install ``combination`` from wheels built at the recorded commits (no package index, no editable
+    installs), print what was installed, and run the integration tests of the newest commit among them,
+    skipping those whose ``requires`` marker the installed versions do not meet."""
+    session.log(f"{combination.name}: {combination.describe()}")
+    session.install(*CONSTRAINTS, "hatchling", "playwright")
+    python = str(Path(session.virtualenv.location) / "bin" / "python")
+    wheels = [releases.build_wheel(release, WHEELHOUSE, python) for release in combination.releases]
+    session.install(*CONSTRAINTS, *[f"{wheel}[test]" for wheel in wheels])
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, sys, torch, numpy; "
+        "print('installed:', ', '.join(sorted(f\"{d.metadata['Name']} {d.version}\" for d in m.distributions() "
+        "if d.metadata['Name'].startswith('dmg-'))), f'| torch {torch.__version__}, numpy {numpy.__version__}, "
+        "Python {sys.version.split()[0]}')",
+    )
+    commit = combination.test_commit()
+    tree = ROOT / ".nox" / "_compat" / commit[:12]
+    if not (tree / "main" / "tests-integration").exists():
+        releases.export_tree(commit, tree / "main")
+    shared = tree / "shared"  # the tests read ../shared beside the repository
+    if not shared.exists():
+        shared.symlink_to(ROOT.parent / "shared", target_is_directory=True)
+    session.chdir(tree / "main")
+    session.log(f"integration tests of {commit[:12]}")
+    session.run("pytest", "tests-integration", *session.posargs, env={"DMG_COMPAT": "1"})
+
+
+@nox.session
+@nox.parametrize("combination", list(MATRIX))
+def compat(session: nox.Session, combination: str) -> None:
+    """One combination of released versions from the matrix (scripts/check_releases.py --matrix prints it):
+    for each dmg-core release, the lowest and the newest release of each sibling whose declared range
+    admits it."""
+    _run_combination(session, MATRIX[combination])
+
+
+@nox.session(tags=["test"])
+def compat_corner(session: nox.Session) -> None:
+    """The corner of the matrix CI runs: the newest dmg-core release with the lowest siblings that support it."""
+    newest_core = releases.releases_of(releases.CORE, releases.load_manifest())[-1]
+    _run_combination(session, MATRIX[f"core-{newest_core.version}-lowest"])
+
+
+@nox.session(python="3.10")
+def lowest(session: nox.Session) -> None:
+    """Every package's tests on the oldest supported Python with the lowest third-party versions the
+    packages declare (constraints/lowest.txt, checked against the declared bounds first). torch 2.1 comes
+    from PyPI here: a CUDA build of several GB, which runs on the CPU."""
+    session.install(*LOWEST, "packaging", "tomli")
+    session.run("python", str(ROOT / "scripts" / "check_lowest.py"))
+    extras = {"dmg-core": "test,netcdf,plots,tune"}
+    session.install(*LOWEST, *[f"{ROOT / 'packages' / dist}[{extras.get(dist, 'test')}]" for dist in PACKAGES.values()])
+    session.run("python", "-m", "pip", "list", "--format=freeze")
+    for dist in PACKAGES.values():
+        session.run("pytest", str(ROOT / "packages" / dist / "tests"), *session.posargs)
 
 
 @nox.session
