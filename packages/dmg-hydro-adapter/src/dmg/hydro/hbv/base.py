@@ -71,6 +71,10 @@ class HBVBase(StepModel):
     """Whether the lower zone feeds the soil by capillary rise (parameter ``C``)."""
     lateral_exchange: ClassVar[bool] = False
     """Whether the lower zone exchanges water laterally (parameters ``RT``, ``AC``)."""
+    reports_floors: ClassVar[bool] = False
+    """Whether the output ``floors`` reports the water the floors of the stores add (the start-of-step
+    guardrails of :meth:`start_of_step`, soil moisture after evapotranspiration, the lower zone after
+    capillary rise); the daily variants, as published, leave it out of their outputs."""
     time_step: ClassVar[float] = 1.0
     """Length of one step (days). Fluxes are computed as rates per day and applied as rate * time_step;
     with one day the step is the daily HBV step exactly (multiplying or dividing by 1.0 is exact)."""
@@ -148,7 +152,17 @@ class HBVBase(StepModel):
         p = params_t
         nz = self.config.near_zero
         dt = self.time_step
-        state = self.start_of_step(state)
+        guarded = self.start_of_step(state)
+        # Water the floors of the stores add (reported as ``floors`` by variants that declare it).
+        added: list[torch.Tensor] = [] if guarded is state else [sum(guarded[k] - state[k] for k in guarded)]
+        state = guarded
+
+        def floored(store: torch.Tensor) -> torch.Tensor:
+            kept = store.clamp_min(nz)
+            if self.reports_floors:
+                added.append(kept - store)
+            return kept
+
         # Rates per day: every flux below is a rate, applied to the stores as rate * dt.
         P, T, PET = _per_day(forcing_t["P"], dt), forcing_t["T"], _per_day(forcing_t["PET"], dt)
         SP, MW, SM, SUZ, SLZ = state["SP"], state["MW"], state["SM"], state["SUZ"], state["SLZ"]
@@ -178,14 +192,14 @@ class HBVBase(StepModel):
         if self._et_exponent:
             evapfactor = evapfactor ** p["BETAET"]
         aet = _per_day(torch.minimum(SM, _per_step(PET * evapfactor, dt)), dt)
-        SM = (SM - _per_step(aet, dt)).clamp_min(nz)
+        SM = floored(SM - _per_step(aet, dt))
 
         rates: TensorDict = {}
         if self.capillary_rise:
             rise = p["C"] * SLZ * (1.0 - (SM / FC).clamp_max(1.0))
             capillary = _per_day(torch.minimum(SLZ, _per_step(rise, dt)), dt)
             SM = SM + _per_step(capillary, dt)
-            SLZ = (SLZ - _per_step(capillary, dt)).clamp_min(nz)
+            SLZ = floored(SLZ - _per_step(capillary, dt))
             rates["capillary"] = capillary
 
         # Upper zone: percolation, quick flow above UZL, interflow.
@@ -229,6 +243,8 @@ class HBVBase(StepModel):
         )
         fluxes = {name: _per_step(rate, dt) for name, rate in rates.items()}
         fluxes.update(amounts, SWE=SP, evapfactor=evapfactor)
+        if self.reports_floors:
+            fluxes["floors"] = sum(added[1:], added[0])
         return stores, fluxes
 
     def lateral_inflow(self, params_t: Mapping[str, torch.Tensor]) -> torch.Tensor:

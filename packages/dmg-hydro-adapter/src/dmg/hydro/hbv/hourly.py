@@ -7,6 +7,8 @@ reported in mm per hour.  What the hourly variants change:
 
 * guardrails at the start of every step: ``SP, MW >= 0`` and ``SM, SUZ, SLZ`` (and the cascade
   stores) ``>= near_zero``;
+* the water these floors add (and the floors of soil moisture after evapotranspiration and of the
+  lower zone after capillary rise) is reported as ``floors``, so that the mass balance closes;
 * the snow threshold of high units (4 °C from 2000 m) is on by default;
 * rain and meltwater ``W`` (mm/day) enter the soil through an infiltration-excess block, and the
   excess ``IE`` runs off: straight to the runoff (2.0 hourly) or through two linear stores
@@ -53,6 +55,7 @@ from dmg.hydro.hbv.parameters import (
     CORE_PARAMETERS,
     DIAGNOSTIC_OUTPUTS,
     F0,
+    FLOORS_OUTPUT,
     FLOW_OUTPUTS,
     FMIN,
     HOURLY_FORCINGS,
@@ -99,8 +102,14 @@ class _HBVHourly(HBV2):
     time_step = HOUR
     forcings = HOURLY_FORCINGS
     outputs: ClassVar[tuple[Variable, ...]] = _hourly(
-        FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS + (CAPILLARY_OUTPUT, LATERAL_OUTPUT, INFILTRATION_EXCESS_OUTPUT)
+        FLOW_OUTPUTS
+        + DIAGNOSTIC_OUTPUTS
+        + (CAPILLARY_OUTPUT, LATERAL_OUTPUT, INFILTRATION_EXCESS_OUTPUT, FLOORS_OUTPUT)
     )
+    mass_balance = MassBalance(
+        inputs=("P", "lateral", "floors"), outputs=("AET", "Q"), storages=("SP", "MW", "SM", "SUZ", "SLZ")
+    )
+    reports_floors = True
 
     def start_of_step(self, state: TensorDict) -> TensorDict:
         """Stores cut to their floors before the step: snow stores at 0, the others at ``near_zero`` (mm)."""
@@ -176,7 +185,9 @@ class HBV21Hourly(_HBVHourly):
     states = STATES + CASCADE_STATES
     outputs: ClassVar[tuple[Variable, ...]] = _HBVHourly.outputs + _hourly((CASCADE_OUTPUT,))
     mass_balance = MassBalance(
-        inputs=("P", "lateral"), outputs=("AET", "Q"), storages=("SP", "MW", "SM", "SUZ", "SLZ", "SIE1", "SIE2")
+        inputs=("P", "lateral", "floors"),
+        outputs=("AET", "Q"),
+        storages=("SP", "MW", "SM", "SUZ", "SLZ", "SIE1", "SIE2"),
     )
 
     def soil_entry(

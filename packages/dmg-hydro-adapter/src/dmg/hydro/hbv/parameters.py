@@ -109,3 +109,10 @@ INFILTRATION_EXCESS_OUTPUT = Variable(
 CASCADE_OUTPUT = Variable(
     "QIE", "mm/day", "outflow of the infiltration-excess cascade, part of the runoff Q", (0.0, 30.0)
 )
+FLOORS_OUTPUT = Variable(
+    "floors",
+    "mm/day",
+    "water the floors of the stores add: start-of-step guardrails, soil moisture after evapotranspiration, "
+    "lower zone after capillary rise",
+    (0.0, 0.01),
+)
