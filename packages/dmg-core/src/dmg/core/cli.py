@@ -106,6 +106,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name (no folders) of the predictions under RUN_DIR/simulations/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing predictions file of that name")
     p.add_argument("--checkpoint", metavar="best|last|PATH", default="best", help="checkpoint to simulate with")
+    p.add_argument(
+        "--save-state",
+        metavar="DATE",
+        help="save the model's whole state at the end of DATE to RUN_DIR/states/DATE.pt (runs step by step)",
+    )
+    p.add_argument(
+        "--from-state",
+        metavar="FILE",
+        help="start from a state saved by --save-state, at the step after its date (no warm-up; runs step by step)",
+    )
+    p.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="run step by step as an operational run does (parameters from the inputs seen so far), as "
+        "--save-state and --from-state do",
+    )
     overrides(p)
 
     p = command("validate", "Check a config: keys, components, data roles, and one forward pass.")
@@ -227,6 +243,8 @@ def _print_evaluation(run_dir: str | Path, report: Mapping[str, Any]) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from dmg.core import workflows
 
+    if args.save_state or args.from_state or args.stepwise:
+        return _simulate_stepwise(args)
     path = workflows.simulate(
         args.run_dir,
         args.start,
@@ -238,6 +256,27 @@ def _simulate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(f"predictions: {path}")
+    return 0
+
+
+def _simulate_stepwise(args: argparse.Namespace) -> int:
+    from dmg.core import states
+
+    path, state = states.simulate(
+        args.run_dir,
+        args.start,
+        args.end,
+        args.units,
+        args.overrides,
+        args.name,
+        args.checkpoint,
+        overwrite=args.overwrite,
+        save_state=args.save_state,
+        from_state=args.from_state,
+    )
+    print(f"predictions: {path}")
+    if state is not None:
+        print(f"state: {state}")
     return 0
 
 

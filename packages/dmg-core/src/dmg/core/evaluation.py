@@ -144,6 +144,18 @@ def predict(
             if value.dim() == 2 and value.shape[0] == n_time:
                 outputs.setdefault(name, np.full((n_time, data.n_units), np.nan, dtype=np.float32))
                 outputs[name][:, w.units] = value.float().cpu().numpy()
+    check_predictions(outputs, data, warmup)
+    return outputs
+
+
+def check_predictions(outputs: Mapping[str, np.ndarray], data: ArrayDataset, warmup: int) -> None:
+    """Refuse ``[time - warmup, unit]`` outputs over ``data`` with a non-finite value.
+
+    Raises
+    ------
+    InputError
+        Naming the output, the number of units, the first unit and its date.
+    """
     for name, value in outputs.items():
         bad = ~np.isfinite(value)
         if bad.any():
@@ -153,7 +165,6 @@ def predict(
                 f"at unit {data.unit_ids[unit]} on {data.dates[warmup + step]}; check that unit's inputs for "
                 "extreme values or wrong units"
             )
-    return outputs
 
 
 def save_predictions(

@@ -186,6 +186,12 @@ class GammaRouting(SeriesModel):
             outputs=routed + unrouted + (bfi if config.baseflow is not None else ()),
         )
 
+    @property
+    def stream_memory(self) -> int:
+        """Past steps of the flows a routed value depends on (``length - 1``): the buffer a model run step
+        by step carries (:mod:`dmg.core.stepping`)."""
+        return self.config.length - 1
+
     def unit_hydrograph(self, params: TensorDict) -> torch.Tensor:
         """Weights ``[unit, length]`` from the physical ``route_a`` and ``route_b`` ``[unit]``."""
         return gamma_unit_hydrograph(params["route_a"], params["route_b"], self.config.length)

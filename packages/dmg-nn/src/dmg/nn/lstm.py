@@ -120,6 +120,20 @@ class LSTM(Network):
         h = self.recurrence(h)
         return self.output_activation(self.head(self.dropout(h)))
 
+    def stream(
+        self, x: torch.Tensor, static: torch.Tensor | None, state: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Continue over ``x`` ``[k, unit, n_inputs]`` from ``state`` (``h`` and ``c``, ``[layers, unit,
+        hidden]``; empty: zeros, as at the first step of ``forward``), in evaluation mode.
+
+        Returns the ``[k, unit, n_outputs]`` outputs and the new state: the steps of a window run in
+        pieces give the window's outputs (:mod:`dmg.core.stepping`). ``static`` is unused.
+        """
+        check_sequence(type(self).__name__, x, self.n_inputs)
+        carried = (state["h"].to(x), state["c"].to(x)) if state else None
+        h, (h_n, c_n) = self.lstm(self.input_layer(self.input_dropout(x)), carried)
+        return self.output_activation(self.head(self.dropout(h))), {"h": h_n, "c": c_n}
+
     def recurrence(self, h: torch.Tensor) -> torch.Tensor:
         """Run the LSTM layers on ``h`` ``[time, unit, size]``, with DropConnect while training."""
         p_drop = self.config.recurrent_dropout

@@ -1,0 +1,368 @@
+"""Saved model states: a trained run's whole state at a date, written to a file and read back.
+
+A state file (``RUN/states/<date>.pt``) holds a :class:`~dmg.core.stepping.ModelState` (physics states
+of every member, buffers of series models, the networks' recurrent state) at the end of a date,
+with what it belongs to: the model's configuration, a digest of its weights, the unit ids, the
+date and the step length. A simulation started from it (``dmg simulate RUN --from-state FILE``)
+begins at the next step and continues the simulation that saved it exactly.
+
+Files are written atomically (:mod:`dmg.core.io`) and read with ``torch.load(weights_only=True)``.
+A file that does not belong to the run (another model or other weights, other units, a date that
+is not the step before the simulation's start) is refused with an error naming the file and what
+differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dmg.core.build import load_dataset
+from dmg.core.config import RunConfig, load_config, make_period
+from dmg.core.data.batching import make_batch
+from dmg.core.data.dataset import ArrayDataset
+from dmg.core.data.normalizer import Normalizer
+from dmg.core.errors import InputError
+from dmg.core.evaluation import check_predictions, load_trained, save_predictions
+from dmg.core.io import atomic_torch_save
+from dmg.core.model import DeltaModel
+from dmg.core.run_data import period_data
+from dmg.core.runfolder import RunFolder
+from dmg.core.stepping import ModelState, Stepper
+
+__all__ = [
+    "STATE_FORMAT",
+    "SavedState",
+    "StateError",
+    "read_state",
+    "model_digest",
+    "write_state",
+    "simulate",
+    "simulate_stepwise",
+    "state_path",
+]
+
+STATE_FORMAT = 1
+"""Version of the state file layout."""
+KIND = "dmg-model-state"
+STEPS_PER_BLOCK = 366
+"""Steps whose network inputs are prepared and run through the networks together."""
+
+
+class StateError(InputError):
+    """A state file that cannot be read or does not belong to the simulation asked for."""
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A model state with what it belongs to.
+
+    Attributes
+    ----------
+    state
+        The model's state at the end of ``date``.
+    date
+        The last simulated step, ``datetime64``.
+    step
+        The length of one step, ``timedelta64``.
+    unit_ids
+        The units, in the order of the state's unit axis.
+    model
+        The run's model configuration, as canonical JSON.
+    weights
+        Digest of the model's weights (:func:`model_digest`).
+    """
+
+    state: ModelState
+    date: np.datetime64
+    step: np.timedelta64
+    unit_ids: tuple[str, ...]
+    model: str
+    weights: str
+
+    @property
+    def next_date(self) -> np.datetime64:
+        """The first step a simulation from this state simulates."""
+        return self.date + self.step
+
+
+def model_description(config: RunConfig) -> str:
+    """The run's model section as canonical JSON (what a state must have been saved with)."""
+    return json.dumps(config.model.model_dump(mode="json"), sort_keys=True)
+
+
+def model_digest(model: DeltaModel) -> str:
+    """SHA-256 of the model's parameters and buffers (names, shapes and values), in hex."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def state_path(folder: RunFolder, date: np.datetime64) -> Path:
+    """Where the state at the end of ``date`` goes: ``RUN/states/<date>.pt`` (``:`` left out of times)."""
+    return folder.path / "states" / (re.sub(r"[^0-9A-Za-z_.-]", "", date_text(date)) + ".pt")
+
+
+def date_text(date: np.datetime64) -> str:
+    """``YYYY-MM-DD`` for a date at midnight, else ``YYYY-MM-DDTHH:MM:SS``."""
+    seconds = np.datetime64(date, "s")
+    day = seconds.astype("datetime64[D]")
+    return str(day) if seconds == day else str(seconds)
+
+
+def write_state(path: str | Path, saved: SavedState) -> Path:
+    """Write ``saved`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_torch_save(
+        {
+            "kind": KIND,
+            "format": STATE_FORMAT,
+            "date": date_text(saved.date),
+            "step_seconds": int(saved.step / np.timedelta64(1, "s")),
+            "unit_ids": list(saved.unit_ids),
+            "model": saved.model,
+            "weights": saved.weights,
+            "state": saved.state.tensors(),
+        },
+        path,
+    )
+    return path
+
+
+def read_state(path: str | Path) -> SavedState:
+    """Read a state file; a missing, damaged or foreign file is a :class:`StateError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise StateError(f"--from-state: state file {path} does not exist")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise StateError(
+            f"state file {path} holds Python objects other than tensors and plain values; it was refused "
+            "because loading it could run code"
+        ) from None
+    except Exception as exc:  # whatever a damaged file makes the reader raise
+        raise StateError(f"state file {path} is truncated or not a state file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict) or raw.get("kind") != KIND:
+        raise StateError(f"{path} is not a dmg model state file (written by dmg simulate --save-state)")
+    if raw.get("format") != STATE_FORMAT:
+        raise StateError(f"state file {path} has format {raw.get('format')}; this dmg-core reads format {STATE_FORMAT}")
+    try:
+        return SavedState(
+            state=ModelState.from_tensors(raw["state"]),
+            date=np.datetime64(raw["date"]),
+            step=np.timedelta64(int(raw["step_seconds"]), "s"),
+            unit_ids=tuple(str(u) for u in raw["unit_ids"]),
+            model=str(raw["model"]),
+            weights=str(raw["weights"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"state file {path} is damaged: {exc!r} is missing or malformed") from None
+
+
+def check_state_file(
+    path: str | Path,
+    saved: SavedState,
+    config: RunConfig,
+    model: DeltaModel,
+    unit_ids: Sequence[str],
+    start: np.datetime64 | None,
+) -> None:
+    """Refuse ``saved`` (read from ``path``) unless it belongs to this model, these units and ``start``.
+
+    Raises
+    ------
+    StateError
+        Naming the file and what differs: the model configuration, its weights, the units, or the date.
+    """
+    if saved.model != model_description(config):
+        raise StateError(
+            f"state file {path} was saved by another model (model section of the run config differs); "
+            "it can only start the run that saved it"
+        )
+    if saved.weights != model_digest(model):
+        raise StateError(
+            f"state file {path} was saved with other weights than this run's checkpoint; start it with the "
+            "checkpoint that saved it (--checkpoint)"
+        )
+    if tuple(unit_ids) != saved.unit_ids:
+        missing = [u for u in unit_ids if u not in saved.unit_ids][:5]
+        extra = [u for u in saved.unit_ids if u not in unit_ids][:5]
+        detail = "the same units in another order"
+        if missing or extra:
+            detail = f"it lacks units {missing}" if missing else f"it holds other units {extra}"
+        raise StateError(
+            f"state file {path} holds {len(saved.unit_ids)} units and the simulation has {len(unit_ids)} ({detail}); "
+            "simulate the units it was saved for (--units)"
+        )
+    if start is not None and np.datetime64(start, "s") != np.datetime64(saved.next_date, "s"):
+        raise StateError(
+            f"state file {path} holds the state at the end of {date_text(saved.date)}: a simulation from it starts "
+            f"on {date_text(saved.next_date)}, not on {date_text(start)}; use --start {date_text(saved.next_date)}"
+        )
+
+
+def simulate_stepwise(
+    config: RunConfig,
+    model: DeltaModel,
+    normalizer: Normalizer,
+    data: ArrayDataset,
+    warmup: int,
+    *,
+    initial: SavedState | None = None,
+    save_at: np.datetime64 | None = None,
+) -> tuple[dict[str, np.ndarray], SavedState | None]:
+    """Simulate ``data`` step by step; returns the ``[time - warmup, unit]`` outputs and the state at ``save_at``.
+
+    Parameters
+    ----------
+    config, model, normalizer
+        The trained run (:func:`~dmg.core.evaluation.load_trained`).
+    data
+        The units' inputs, with ``warmup`` steps before the period.
+    warmup
+        Leading steps simulated only to set the state (none when starting from ``initial``).
+    initial
+        A saved state to start from (checked against the run with :func:`check_state_file` first);
+        the warm-up is then skipped.
+    save_at
+        A date of the period at whose end the state is returned.
+
+    Raises
+    ------
+    InputError
+        If ``save_at`` is not a date of the period, or an output is non-finite.
+    """
+    roles = config.data.roles.model_copy(update={"targets": {}})
+    param = next(iter(model.parameters()))
+    stepper = Stepper(model)
+    if initial is not None:
+        stepper.load(initial.state)
+    dates = data.dates
+    save_index = None
+    if save_at is not None:
+        matches = np.flatnonzero(dates[warmup:] == np.datetime64(save_at, "s").astype(dates.dtype))
+        if not matches.size:
+            raise InputError(
+                f"--save-state {save_at}: not a date of the simulated period {dates[warmup]} to {dates[-1]}"
+            )
+        save_index = warmup + int(matches[0])
+    units = np.arange(data.n_units)
+    collected: dict[str, list[np.ndarray]] = {}
+    saved: SavedState | None = None
+    start = 0
+    while start < data.n_time:
+        stop = min(start + STEPS_PER_BLOCK, data.n_time)
+        if save_index is not None and start <= save_index < stop:
+            stop = save_index + 1
+        batch = make_batch(data, roles, normalizer, units, start, stop - start, 0, dtype=param.dtype)
+        out = stepper.advance(batch)
+        keep = max(warmup - start, 0)
+        if keep < stop - start:
+            for name, value in out.items():
+                collected.setdefault(name, []).append(value[keep:].float().cpu().numpy())
+        if save_index is not None and stop == save_index + 1:
+            saved = SavedState(
+                state=stepper.state(),
+                date=dates[save_index],
+                step=_step(data),
+                unit_ids=tuple(data.unit_ids),
+                model=model_description(config),
+                weights=model_digest(model),
+            )
+        start = stop
+    predictions = {name: np.concatenate(parts) for name, parts in collected.items()}
+    check_predictions(predictions, data, warmup)
+    return predictions, saved
+
+
+def _step(data: ArrayDataset) -> np.timedelta64:
+    step = data.step
+    if step is None:
+        raise InputError("a state can only be saved for data with at least two dates (the step length is unknown)")
+    return np.timedelta64(step, "s")
+
+
+def simulate(
+    run_dir: str | Path,
+    start: str | None,
+    end: str | None,
+    units: Sequence[str] | None = None,
+    overrides: Sequence[str] = (),
+    name: str | None = None,
+    checkpoint: str = "best",
+    overwrite: bool = False,
+    *,
+    save_state: str | None = None,
+    from_state: str | Path | None = None,
+) -> tuple[Path, Path | None]:
+    """``dmg simulate`` step by step: optionally from a saved state, optionally saving the state at a date.
+
+    Parameters
+    ----------
+    run_dir, start, end, units, overrides, name, checkpoint, overwrite
+        As for :func:`dmg.core.workflows.simulate`.
+    save_state
+        A date of the period (``YYYY-MM-DD``): the state at its end is written to ``RUN/states/<date>.pt``.
+    from_state
+        A state file: the simulation starts from it (no warm-up) at the step after its date, which must be
+        ``start`` (default: that step).
+
+    Returns
+    -------
+    tuple[Path, Path | None]
+        The predictions file and the state file written (``None`` without ``save_state``).
+    """
+    from dmg.core.workflows import widen_dataset  # the workflows sit above the states
+
+    folder = RunFolder.existing(run_dir)
+    initial = read_state(from_state) if from_state is not None else None
+    if initial is not None and start is None:
+        start = date_text(initial.next_date)
+    period = make_period(start, end, "simulate --start/--end")
+    save_at = None
+    if save_state is not None:
+        try:
+            save_at = np.datetime64(save_state)
+        except ValueError:
+            raise InputError(f"--save-state {save_state!r} is not a date; write YYYY-MM-DD") from None
+    if load_config(folder.config).train.seeds:
+        raise InputError(f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.path}/members")
+    with folder.lock("dmg simulate"):
+        config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
+        config = widen_dataset(config, units, period)
+        dataset = load_dataset(config)
+        ids = list(units) if units else list(dataset.unit_ids)
+        unknown = [u for u in ids if u not in dataset.unit_ids]
+        if unknown:
+            raise InputError(f"--units: the dataset has no unit {', '.join(unknown[:5])}")
+        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False, key="simulate --start/--end")
+        if initial is not None:
+            data, warmup = data.isel_time(slice(warmup, None)), 0
+            check_state_file(from_state or "", initial, config, model, data.unit_ids, data.dates[0])
+        dates = data.dates[warmup:]
+        stem = folder.simulation(name or f"{dates[0]}_{dates[-1]}".replace(":", ""))
+        existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
+        if existing and not overwrite:
+            raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
+        target = state_path(folder, np.datetime64(save_at, "s").astype(dates.dtype)) if save_at is not None else None
+        if target is not None and target.exists() and not overwrite:
+            raise InputError(f"{target} already exists; pass --overwrite to replace it")
+        predictions, saved = simulate_stepwise(
+            config, model, normalizer, data, warmup, initial=initial, save_at=save_at
+        )
+        if target is not None and saved is not None:
+            write_state(target, saved)
+        path = save_predictions(stem, predictions, data.unit_ids, dates, config.output.predictions)
+    return path, target

@@ -1,0 +1,326 @@
+"""Running a trained :class:`~dmg.core.model.DeltaModel` step by step, carrying its whole state.
+
+An operational system (a forecast chain, a BMI framework) advances a model one time step at a
+time and may stop, save the model's state and start again from it later. :class:`Stepper` does
+this for any trained model. At each step
+
+* every network reads the step's inputs and its own carried state (:func:`network_step`):
+  a network with a ``stream(x, static, state) -> (output, state)`` method (an LSTM's hidden and
+  cell state) advances itself; a network on static inputs only needs no state; any other network
+  is run on the inputs it has seen so far (its state is that history);
+* the couplings compute the step's parameters and process fillers from those outputs, so
+  parameters come from the inputs seen so far (static parameters are the networks' output at
+  the step, as at the last step of a window);
+* the physics model advances one step from its state: states of every member of a composite
+  and, for a series model without states that depends on past inputs (a unit-hydrograph
+  routing, declaring ``stream_memory``), the buffer of those past inputs.
+
+A simulation stepped this way and split at any step, with :meth:`Stepper.state` carried over to
+:meth:`Stepper.load`, gives the uninterrupted simulation. The whole state is a :class:`ModelState`;
+:mod:`dmg.core.states` writes it to and reads it from files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from dmg.core.couplings import CouplingContext
+from dmg.core.data.batch import Batch
+from dmg.core.engine import Engine, _processes, _runner
+from dmg.core.engine.inputs import Inputs, check_state, prepare
+from dmg.core.errors import InputError, SpecError
+from dmg.core.model import DeltaModel
+from dmg.core.networks import call_network
+from dmg.core.physics import Composite, Outputs, PhysicsModel, SeriesModel
+from dmg.core.signature import Processes, TensorDict
+
+__all__ = ["ModelState", "Stepper", "member_paths", "network_step", "stream_memory"]
+
+HISTORY = "inputs"
+"""Key of the input history in the state of a network run on everything it has seen."""
+HISTORY_STATIC = "static_inputs"
+"""Key of the static inputs kept with that history."""
+
+
+@dataclass
+class ModelState:
+    """The whole state of a model between two steps.
+
+    Attributes
+    ----------
+    physics
+        The physics model's states, name -> ``[unit, nmul]`` (a composite's as ``"<member>.<state>"``).
+    memory
+        Past inputs of series models that depend on them (e.g. a routing's unit-hydrograph buffer),
+        member path -> name -> ``[steps, unit]``; member paths are dotted (``"routing"``).
+    networks
+        Each network's recurrent state, network name -> name -> tensor.
+    steps
+        Steps simulated since the model started from its initial state.
+    """
+
+    physics: TensorDict = field(default_factory=dict)
+    memory: dict[str, TensorDict] = field(default_factory=dict)
+    networks: dict[str, TensorDict] = field(default_factory=dict)
+    steps: int = 0
+
+    def tensors(self) -> dict[str, Any]:
+        """The state as nested dicts of tensors (detached copies on the CPU), for a file."""
+
+        def cpu(values: Mapping[str, torch.Tensor]) -> TensorDict:
+            return {k: v.detach().cpu().clone() for k, v in values.items()}
+
+        return {
+            "physics": cpu(self.physics),
+            "memory": {k: cpu(v) for k, v in self.memory.items()},
+            "networks": {k: cpu(v) for k, v in self.networks.items()},
+            "steps": int(self.steps),
+        }
+
+    @classmethod
+    def from_tensors(cls, saved: Mapping[str, Any]) -> ModelState:
+        """The state :meth:`tensors` wrote."""
+        return cls(
+            physics=dict(saved["physics"]),
+            memory={k: dict(v) for k, v in saved["memory"].items()},
+            networks={k: dict(v) for k, v in saved["networks"].items()},
+            steps=int(saved["steps"]),
+        )
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> ModelState:
+        """A copy on ``device`` with floating tensors of ``dtype``."""
+
+        def move(values: Mapping[str, torch.Tensor]) -> TensorDict:
+            return {k: v.to(device, dtype if v.is_floating_point() else v.dtype) for k, v in values.items()}
+
+        return ModelState(
+            physics=move(self.physics),
+            memory={k: move(v) for k, v in self.memory.items()},
+            networks={k: move(v) for k, v in self.networks.items()},
+            steps=self.steps,
+        )
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def network_step(
+    network: nn.Module, x: torch.Tensor | None, static: torch.Tensor | None, state: Mapping[str, torch.Tensor]
+) -> tuple[Any, TensorDict]:
+    """Advance ``network`` over the steps ``x`` ``[k, unit, features]`` from its carried ``state``.
+
+    Returns the network's output for these ``k`` steps (as its ``forward`` gives it for a window) and
+    its new state. A network with a ``stream(x, static, state)`` method advances itself; one on
+    static inputs only is called on them; any other is run on every input it has seen (its state
+    holds them), which gives exactly its output in a continuous run, whatever its architecture.
+    """
+    kind = getattr(network, "input_kind", "sequence")
+    stream = getattr(network, "stream", None)
+    if callable(stream):
+        output, new_state = stream(x, static, dict(state))
+        return output, dict(new_state)
+    if kind == "static":
+        return call_network(network, None, static), {}
+    if x is None:
+        raise SpecError(f"{type(network).__name__} needs time-varying inputs but the step has no nn_inputs")
+    history = torch.cat([state[HISTORY].to(x), x]) if HISTORY in state else x
+    output = call_network(network, history, static)
+    k = x.shape[0]
+    new_state = {HISTORY: history}
+    return _last_steps(output, k, history.shape[0]), new_state
+
+
+def _last_steps(output: Any, k: int, n_time: int) -> Any:
+    """The last ``k`` steps of every ``[time, ...]`` part of a network's output (static parts pass)."""
+    if isinstance(output, tuple):
+        return tuple(_last_steps(o, k, n_time) for o in output)
+    if output.dim() == 3 and output.shape[0] == n_time:
+        return output[-k:]
+    return output
+
+
+def _at(output: Any, t: int) -> Any:
+    """Step ``t`` of a network's output over a block, keeping a time axis of length one."""
+    if isinstance(output, tuple):
+        return tuple(_at(o, t) for o in output)
+    return output[t : t + 1] if output.dim() == 3 else output
+
+
+# --------------------------------------------------------------------------- physics
+
+
+def member_paths(model: PhysicsModel, prefix: str = "") -> Iterator[tuple[str, PhysicsModel]]:
+    """Every model inside ``model`` with its dotted path (``""`` for ``model`` itself), depth first."""
+    yield prefix, model
+    if isinstance(model, Composite):
+        for name, member in model.members.items():
+            yield from member_paths(member, f"{prefix}.{name}" if prefix else name)
+
+
+def stream_memory(model: PhysicsModel) -> int:
+    """Past steps of its inputs a series model's output at a step depends on, when run step by step.
+
+    A step model, or a series model with states, carries what it needs in its states (0). A series
+    model without states declares ``stream_memory`` (0 for an output depending on the step alone).
+
+    Raises
+    ------
+    SpecError
+        For a series model without states that declares no ``stream_memory``.
+    """
+    if not isinstance(model, SeriesModel):
+        return 0
+    declared = getattr(model, "stream_memory", None)
+    if declared is None:
+        if model.state_names:
+            return 0
+        raise SpecError(
+            f"{type(model).__name__} cannot run step by step: it is a series model without states and declares "
+            "no stream_memory (the number of past steps of its inputs its output depends on; 0 for none)"
+        )
+    return int(declared)
+
+
+def _stepping_runner(engine: Engine, memory: dict[str, TensorDict], paths: Mapping[int, str]) -> Any:
+    """The engine's member runner, with series models that depend on past inputs given their buffer."""
+    base = _runner(engine)
+
+    def run(
+        model: PhysicsModel, inputs: Inputs, state: TensorDict, processes: Processes, save: frozenset[str] | None
+    ) -> tuple[TensorDict, TensorDict]:
+        if isinstance(model, Composite):
+            return model.run_members(inputs, state, processes, save, run)
+        lag = stream_memory(model)
+        if not lag:
+            return base(model, inputs, state, processes, save)
+        key = paths[id(model)]
+        past = memory.get(key, {})
+        n_past = next(iter(past.values())).shape[0] if past else 0
+        series = {f"param:{k}": v for k, v in inputs.params.items() if k in inputs.series}
+        current = {**inputs.forcings, **series}
+        joined = {k: torch.cat([past[k].to(v), v]) if n_past and k in past else v for k, v in current.items()}
+        if n_past and any(k not in past for k in current):
+            raise SpecError(f"the buffer of {key} lacks {sorted(set(current) - set(past))}")
+        extended = replace(
+            inputs,
+            forcings={k: joined[k] for k in inputs.forcings},
+            params={k: joined.get(f"param:{k}", v) for k, v in inputs.params.items()},
+            n_time=n_past + inputs.n_time,
+        )
+        outputs, final = base(model, extended, state, processes, save)
+        memory[key] = {k: v[-lag:].detach() for k, v in joined.items()}
+        return {k: v[n_past:] if v.dim() >= 2 else v for k, v in outputs.items()}, final
+
+    return run
+
+
+# --------------------------------------------------------------------------- the stepper
+
+
+class Stepper:
+    """A trained model advanced step by step from a carried :class:`ModelState`.
+
+    Parameters
+    ----------
+    model
+        The trained model (put in evaluation mode; nothing is differentiated).
+    engine
+        How the physics is run (default: the model's engine).
+
+    Examples
+    --------
+    >>> stepper = Stepper(model)                         # doctest: +SKIP
+    >>> out = stepper.advance(batch)   # a batch of k steps, no warm-up; out["Q"]: [k, unit]   # doctest: +SKIP
+    >>> saved = stepper.state()        # continue later with Stepper(model).load(saved)        # doctest: +SKIP
+    """
+
+    def __init__(self, model: DeltaModel, engine: Engine | str | None = None) -> None:
+        self.model = model.eval()
+        self.engine = model.engine if engine is None else Engine.resolve(engine)
+        self._paths = {id(m): path for path, m in member_paths(model.phy_model)}
+        for _, member in member_paths(model.phy_model):
+            stream_memory(member)  # refuses a model that cannot run step by step now, not at the first step
+        self._state = ModelState()
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> ModelState:
+        """The state after the last step (detached copies)."""
+        return ModelState(
+            physics={k: v.detach().clone() for k, v in self._state.physics.items()},
+            memory={p: {k: v.detach().clone() for k, v in m.items()} for p, m in self._state.memory.items()},
+            networks={n: {k: v.detach().clone() for k, v in s.items()} for n, s in self._state.networks.items()},
+            steps=self._state.steps,
+        )
+
+    def load(self, state: ModelState) -> Stepper:
+        """Continue from ``state`` (e.g. read from a file); returns the stepper."""
+        unknown = sorted(set(state.networks) - set(self.model.networks))
+        if unknown:
+            known = sorted(self.model.networks)
+            raise InputError(f"the state holds networks {unknown} that the model does not have ({known})")
+        param = next(iter(self.model.parameters()))
+        self._state = state.to(param.device, param.dtype)
+        return self
+
+    # ------------------------------------------------------------------ steps
+    @torch.no_grad()
+    def advance(self, batch: Batch) -> Outputs:
+        """Simulate the ``k`` steps of ``batch`` (which has no warm-up); returns ``[k, unit]`` outputs.
+
+        Outputs that are summaries over a window (``[unit]``) are not returned.
+        """
+        if batch.warmup:
+            raise InputError(f"a stepped batch has no warm-up: its steps are simulated, got warmup={batch.warmup}")
+        param = next(iter(self.model.parameters()))
+        batch = batch.to(param.device)
+        outputs: dict[str, list[torch.Tensor]] = {}
+        network_outputs: dict[str, Any] = {}
+        for name, net in self.model.networks.items():
+            carried = self._state.networks.get(name, {})
+            network_outputs[name], self._state.networks[name] = network_step(
+                net, batch.nn_inputs, batch.static_inputs, carried
+            )
+        for t in range(batch.n_time):
+            step = _step_batch(batch, t)
+            ctx = CouplingContext(batch=step, networks=self.model.networks, phy_model=self.model.phy_model)
+            ctx._network_outputs.update({name: _at(out, t) for name, out in network_outputs.items()})
+            for c in self.model.couplings:
+                c.before(ctx)
+            result = self._physics(step, ctx)
+            for c in self.model.couplings:
+                result = c.after(ctx, result)
+            for name, value in result.items():
+                if value.dim() == 2 and value.shape[0] == 1:
+                    outputs.setdefault(name, []).append(value)
+            self._state.steps += 1
+        return Outputs({name: torch.cat(values) for name, values in outputs.items()}, self._state.physics)
+
+    def _physics(self, step: Batch, ctx: CouplingContext) -> Outputs:
+        phy = self.model.phy_model
+        engine = self.engine
+        inputs = prepare(phy, step.forcings, ctx.params, step.attributes, engine.check_inputs)
+        like = next(iter(inputs.forcings.values()), next(iter(inputs.params.values())))
+        if self._state.physics:
+            start = check_state(phy, self._state.physics, inputs.n_units, engine.check_inputs)
+        else:
+            start = phy.initial_state(inputs.n_units, dtype=like.dtype, device=like.device)
+        run = _stepping_runner(engine, self._state.memory, self._paths)
+        outputs, final = run(phy, inputs, start, _processes(phy, ctx.processes), None)
+        self._state.physics = dict(final)
+        return Outputs(outputs, final)
+
+
+def _step_batch(batch: Batch, t: int) -> Batch:
+    """Step ``t`` of ``batch`` as a batch of one step."""
+    return replace(
+        batch,
+        forcings={k: v[t : t + 1] for k, v in batch.forcings.items()},
+        nn_inputs=None if batch.nn_inputs is None else batch.nn_inputs[t : t + 1],
+        targets={},
+        times=None if batch.times is None else batch.times[t : t + 1],
+    )
