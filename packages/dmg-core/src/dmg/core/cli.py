@@ -29,7 +29,9 @@ EXAMPLES = {
 results go to RUN_DIR/evaluations/<period>_<checkpoint>/, one folder per period and checkpoint""",
     "simulate": """examples:
   dmg simulate runs/trial1 --start 2015-01-01 --end 2016-12-31
-  dmg simulate runs/trial1 --units 01022500 01547700 --set data.dataset.root=/data/camels""",
+  dmg simulate runs/trial1 --units 01022500 01547700 --set data.dataset.root=/data/camels
+  dmg simulate runs/trial1 --name conus --chunk-units 5000 --set simulate.format=zarr
+  torchrun --nproc_per_node 4 -m dmg.core.cli simulate runs/trial1 --name conus    chunks shared by 4 processes""",
     "validate": """examples:
   dmg validate my.yaml                      check keys, components, data roles and one forward pass
   dmg validate my.yaml --set data.warmup=180""",
@@ -121,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run step by step as an operational run does (parameters from the inputs seen so far), as "
         "--save-state and --from-state do",
+    )
+    p.add_argument(
+        "--chunk-units",
+        type=int,
+        metavar="N",
+        help="units simulated and written at a time (default: simulate.chunk_units, 1024); "
+        "an interrupted simulation continues when the same command is run again",
     )
     overrides(p)
 
@@ -254,8 +263,13 @@ def _simulate(args: argparse.Namespace) -> int:
         args.name,
         args.checkpoint,
         overwrite=args.overwrite,
+        chunk_units=args.chunk_units,
+        report=lambda line: print(line, flush=True),
     )
-    print(f"predictions: {path}")
+    from dmg.core.distributed import Distributed
+
+    if Distributed.from_environment().is_main:
+        print(f"predictions: {path}")
     return 0
 
 

@@ -426,6 +426,22 @@ class OutputConfig(Section):
     )
 
 
+class SimulateConfig(Section):
+    """How `dmg simulate` runs a domain: units in chunks, written as they finish (docs/operations.md)."""
+
+    chunk_units: int = Field(
+        1024,
+        ge=1,
+        description="Units simulated and written at a time (--chunk-units); memory grows with it, not with the "
+        "domain: about chunk_units x steps x (inputs + outputs) x 4 bytes.",
+    )
+    format: Literal["auto", "netcdf", "zarr", "npz"] = Field(
+        "auto",
+        description="Predictions file of `dmg simulate`; 'auto': output.predictions. 'netcdf' and 'zarr' are "
+        "written one chunk at a time (zarr: the zarr extra, dmg-core[zarr]); 'npz' is assembled in memory.",
+    )
+
+
 class RunConfig(Section):
     """One run: data, model, training, evaluation and output."""
 
@@ -437,6 +453,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig, description="How `dmg simulate` runs a domain.")
     tune: TuneConfig | None = Field(None, description="Hyper-parameter search of `dmg tune` (ignored by train).")
     _path_notes: dict[str, str] = PrivateAttr(default_factory=dict)
 

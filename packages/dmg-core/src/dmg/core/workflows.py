@@ -34,10 +34,11 @@ from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.distributed import Distributed, resolve_device
 from dmg.core.errors import DmgError, InputError
-from dmg.core.evaluation import load_normalizer, load_trained, predict, save_predictions
+from dmg.core.evaluation import load_normalizer, load_trained
 from dmg.core.io import atomic_path
 from dmg.core.run_data import check_targets, period_data, unit_split
 from dmg.core.runfolder import RunFolder
+from dmg.core.simulation import simulate_domain
 from dmg.core.training import EpochCallback, Trainer, seed_everything
 
 Announce = Callable[[RunFolder], None]
@@ -216,35 +217,50 @@ def simulate(
     name: str | None = None,
     checkpoint: str = "best",
     overwrite: bool = False,
+    chunk_units: int | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> Path:
     """Run a trained model on a new period and/or new units (no targets needed); returns the predictions file.
 
     The file goes to ``simulations/<name>`` inside the run folder; an existing one is kept unless
-    ``overwrite``.
+    ``overwrite``. Units are simulated ``chunk_units`` at a time (default ``simulate.chunk_units``),
+    each chunk kept as it finishes: the same call after an interruption continues where it stopped,
+    and under ``torchrun`` the processes share the chunks (:mod:`dmg.core.simulation`).
     """
     folder = RunFolder.existing(run_dir)
     period = make_period(start, end, "simulate --start/--end")
-    stem = folder.simulation(name) if name is not None else None
+    if name is not None:
+        folder.simulation(name)  # a plain file name, checked before anything is loaded
     if load_config(folder.config).train.seeds:
         raise InputError(
             f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.member(0).parent}/seed_<seed>"
         )
-    with folder.lock("dmg simulate"):
-        config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
+    distributed = Distributed.from_environment()
+    with folder.lock("dmg simulate") if distributed.is_main else contextlib.nullcontext():
+        config, model, normalizer, chosen = load_trained(folder, checkpoint, overrides)
+        model = model.to(distributed.device(resolve_device(config.device)))
         config = widen_dataset(config, units, period)
         dataset = load_dataset(config)
         ids = list(units) if units else list(dataset.unit_ids)
-        unknown = [u for u in ids if u not in dataset.unit_ids]
+        known = set(dataset.unit_ids)
+        unknown = [u for u in ids if u not in known]
         if unknown:
             raise InputError(f"--units: the dataset has no unit {', '.join(unknown[:5])}")
-        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False, key="simulate --start/--end")
-        if stem is None:
-            stem = folder.simulation(f"{data.dates[warmup]}_{data.dates[-1]}".replace(":", ""))
-        existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
-        if existing and not overwrite:
-            raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
-        predictions = predict(config, model, normalizer, data, warmup, with_targets=False)
-        return save_predictions(stem, predictions, data.unit_ids, data.dates[warmup:], config.output.predictions)
+        return simulate_domain(
+            folder,
+            config,
+            model,
+            normalizer,
+            dataset,
+            ids,
+            period,
+            chosen.path,
+            name=name,
+            overwrite=overwrite,
+            chunk_units=chunk_units,
+            distributed=distributed,
+            report=report,
+        )
 
 
 def widen_dataset(config: RunConfig, units: Sequence[str] | None, period: Period) -> RunConfig:
