@@ -77,6 +77,13 @@ WET_LIMIT_2_1 = 1.0 - 1e-4
 """Largest soil wetness ``SM / FC`` of 2.1 hourly: some water always enters the soil."""
 
 
+def _total_runoff(variables: tuple[Variable, ...], terms: str) -> tuple[Variable, ...]:
+    """The declarations with ``Q`` described as the sum ``terms``."""
+    return tuple(
+        replace(v, description=f"total runoff {terms}, before routing") if v.name == "Q" else v for v in variables
+    )
+
+
 def _hourly(variables: tuple[Variable, ...]) -> tuple[Variable, ...]:
     """Daily flux declarations with their unit per hour (mm/day -> mm/h, typical range / 24)."""
     return tuple(
@@ -138,6 +145,7 @@ class HBV2Hourly(_HBVHourly):
     """
 
     physical_parameters = (*CORE_PARAMETERS, BETAET, C, RT, AC, F0, FMIN, ALPHA_DECLINE)
+    outputs: ClassVar[tuple[Variable, ...]] = _total_runoff(_HBVHourly.outputs, "Q0 + Q1 + Q2 + IE")
 
     def soil_entry(
         self, SM: torch.Tensor, water: torch.Tensor, params_t: Mapping[str, torch.Tensor], dt: float
@@ -183,7 +191,9 @@ class HBV21Hourly(_HBVHourly):
         KS,
     )
     states = STATES + CASCADE_STATES
-    outputs: ClassVar[tuple[Variable, ...]] = _HBVHourly.outputs + _hourly((CASCADE_OUTPUT,))
+    outputs: ClassVar[tuple[Variable, ...]] = _total_runoff(
+        _HBVHourly.outputs + _hourly((CASCADE_OUTPUT,)), "Q0 + Q1 + Q2 + QIE"
+    )
     mass_balance = MassBalance(
         inputs=("P", "lateral", "floors"),
         outputs=("AET", "Q"),
