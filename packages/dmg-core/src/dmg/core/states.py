@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -114,9 +115,14 @@ def state_path(folder: RunFolder, date: np.datetime64) -> Path:
     return folder.path / "states" / (re.sub(r"[^0-9A-Za-z_.-]", "", date_text(date)) + ".pt")
 
 
+def as_seconds(date: Any) -> np.datetime64:
+    """``date`` (a ``datetime64`` of any resolution, or text) as a ``datetime64[s]``."""
+    return cast(np.datetime64, np.asarray(date, dtype="datetime64[s]").reshape(())[()])
+
+
 def date_text(date: np.datetime64) -> str:
     """``YYYY-MM-DD`` for a date at midnight, else ``YYYY-MM-DDTHH:MM:SS``."""
-    seconds = np.datetime64(date, "s")
+    seconds = as_seconds(date)
     day = seconds.astype("datetime64[D]")
     return str(day) if seconds == day else str(seconds)
 
@@ -206,7 +212,7 @@ def check_state_file(
             f"state file {path} holds {len(saved.unit_ids)} units and the simulation has {len(unit_ids)} ({detail}); "
             "simulate the units it was saved for (--units)"
         )
-    if start is not None and np.datetime64(start, "s") != np.datetime64(saved.next_date, "s"):
+    if start is not None and as_seconds(start) != as_seconds(saved.next_date):
         raise StateError(
             f"state file {path} holds the state at the end of {date_text(saved.date)}: a simulation from it starts "
             f"on {date_text(saved.next_date)}, not on {date_text(start)}; use --start {date_text(saved.next_date)}"
@@ -252,7 +258,7 @@ def simulate_stepwise(
     dates = data.dates
     save_index = None
     if save_at is not None:
-        matches = np.flatnonzero(dates[warmup:] == np.datetime64(save_at, "s").astype(dates.dtype))
+        matches = np.flatnonzero(dates[warmup:] == as_seconds(save_at).astype(dates.dtype))
         if not matches.size:
             raise InputError(
                 f"--save-state {save_at}: not a date of the simulated period {dates[warmup]} to {dates[-1]}"
@@ -356,7 +362,7 @@ def simulate(
         existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
         if existing and not overwrite:
             raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
-        target = state_path(folder, np.datetime64(save_at, "s").astype(dates.dtype)) if save_at is not None else None
+        target = state_path(folder, as_seconds(save_at)) if save_at is not None else None
         if target is not None and target.exists() and not overwrite:
             raise InputError(f"{target} already exists; pass --overwrite to replace it")
         predictions, saved = simulate_stepwise(
