@@ -299,13 +299,15 @@ class MultiTimescale(Composite):
             ),
             n_time=self.config.coarse_steps,
         )
-        _, coarse_final = run(
-            coarse,
-            coarse_inputs,
-            self.member_state(state, COARSE),
-            processes.only(coarse.signature.slot_names, f"{COARSE}."),
-            frozenset(),
-        )
+        # handed over without gradient, the coarse states need no graph: the coarse run is then gradient-free
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.detach_handover):
+            _, coarse_final = run(
+                coarse,
+                coarse_inputs,
+                self.member_state(state, COARSE),
+                processes.only(coarse.signature.slot_names, f"{COARSE}."),
+                frozenset(),
+            )
         fine_window = inputs.window(span, inputs.n_time)
         fine_inputs = replace(
             inputs.for_member(fine, fine_window.forcings, self.member_params(inputs.params, FINE), inputs.attributes),
