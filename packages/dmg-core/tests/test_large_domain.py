@@ -68,10 +68,19 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     return values
 
 
-def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], exact: bool = True) -> None:
+    """The same arrays: bit for bit, or (``exact=False``) to float32 rounding (1e-6 of each output's largest value).
+
+    Units simulated in batches of another size may differ in the last bits: batched matrix products
+    round differently with the batch's size.
+    """
     assert sorted(a) == sorted(b)
     for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        if exact or a[name].dtype.kind not in "f":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        else:
+            scale = float(np.nanmax(np.abs(a[name]))) or 1.0
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6 * scale, err_msg=name)
 
 
 def _interrupt_at(monkeypatch, label: str) -> list[str]:
@@ -92,14 +101,14 @@ def test_chunked_equals_one_shot(run):
     one = simulate(run, "2000-02-01", None, name="one", chunk_units=N_UNITS)
     chunked = simulate(run, "2000-02-01", None, name="chunked", chunk_units=3)
     assert one.name == "one.npz" and chunked.name == "chunked.npz"
-    _assert_same(_read(one), _read(chunked))
+    _assert_same(_read(one), _read(chunked), exact=False)
     assert list(_read(one)["unit"]) == [f"u{i}" for i in range(N_UNITS)]
     assert not (run / "simulations" / "chunked.partial").exists()
 
 
 @pytest.mark.skipif(not HAS_NETCDF, reason="needs xarray and netCDF4 (the netcdf extra)")
 def test_netcdf_is_written_chunk_by_chunk_and_equals_npz(run):
-    reference = simulate(run, "2000-02-01", None, name="ref_nc", chunk_units=N_UNITS)
+    reference = simulate(run, "2000-02-01", None, name="ref_nc", chunk_units=4)
     path = simulate(run, "2000-02-01", None, overrides=["simulate.format=netcdf"], name="nc", chunk_units=4)
     assert path.name == "nc.nc"
     _assert_same(_read(reference), _read(path))
@@ -107,14 +116,14 @@ def test_netcdf_is_written_chunk_by_chunk_and_equals_npz(run):
 
 @pytest.mark.skipif(not HAS_ZARR, reason="needs zarr and xarray (the zarr extra)")
 def test_zarr_is_written_chunk_by_chunk_and_equals_npz(run):
-    reference = simulate(run, "2000-02-01", None, name="ref_zarr", chunk_units=N_UNITS)
+    reference = simulate(run, "2000-02-01", None, name="ref_zarr", chunk_units=4)
     path = simulate(run, "2000-02-01", None, overrides=["simulate.format=zarr"], name="z", chunk_units=4)
     assert path.name == "z.zarr" and path.is_dir()
     _assert_same(_read(reference), _read(path))
     again = simulate(
         run, "2000-02-01", None, overrides=["simulate.format=zarr"], name="z", chunk_units=3, overwrite=True
     )
-    _assert_same(_read(reference), _read(again))
+    _assert_same(_read(reference), _read(again), exact=False)
 
 
 @pytest.mark.parametrize("fmt", ["npz", "netcdf", "zarr"])
@@ -126,9 +135,7 @@ def test_an_interrupted_simulation_continues_without_recomputing(run, monkeypatc
     if (fmt == "netcdf" and not HAS_NETCDF) or (fmt == "zarr" and not HAS_ZARR):
         pytest.skip(f"{fmt} is not installed")
     overrides = [f"simulate.format={fmt}"]
-    reference = simulate(
-        run, None, None, overrides=overrides, name=f"straight_{fmt}", chunk_units=N_UNITS, overwrite=True
-    )
+    reference = simulate(run, None, None, overrides=overrides, name=f"straight_{fmt}", chunk_units=3, overwrite=True)
     name = f"r_{fmt}_" + re.sub(r"[^a-z0-9]+", "_", where.removesuffix(": r"))
     reached = _interrupt_at(monkeypatch, where)
     with pytest.raises(Interrupted):
@@ -230,7 +237,7 @@ def test_a_lazy_unit_source_is_read_one_chunk_at_a_time(run):
             chunk_units=4,
         )
     assert max(asked) == 4 and sum(asked) == 1 + N_UNITS  # the first unit once more, for the period's dates
-    reference = simulate(run, None, None, name="lazy_ref", chunk_units=N_UNITS)
+    reference = simulate(run, None, None, name="lazy_ref", chunk_units=4)
     _assert_same(_read(reference), _read(path))
 
 
