@@ -1,0 +1,98 @@
+"""Saved states: a simulation split at a date, with the state carried over, equals the uninterrupted one.
+
+For δHBV 1.0 with gamma routing (dmg-hydro-adapter: HBV states of every component, the unit
+hydrograph's buffer, the LSTM's hidden and cell state) and for SIR (dmg-physics-examples, epidemiology).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dmg.core import states
+from dmg.core.cli import main
+
+TOLERANCE = 1e-6
+"""Largest difference allowed, relative to the largest value of the output."""
+
+
+def _values(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix == ".npz":
+        with np.load(path) as saved:
+            return {k: saved[k] for k in saved.files if k not in ("unit_ids", "dates")}
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        return {k: ds[k].values for k in ds.data_vars}
+
+
+def _split_difference(run: Path, start: str, split: str, end: str) -> dict[str, float]:
+    """Simulate ``start``-``end`` in one go and split after ``split``; the largest relative difference per output."""
+    whole, _ = states.simulate(run, start, end, name="whole", overwrite=True)
+    first, saved = states.simulate(run, start, split, name="first", overwrite=True, save_state=split)
+    assert saved is not None and saved.is_file()
+    second, _ = states.simulate(run, None, end, name="second", overwrite=True, from_state=saved)
+    reference, a, b = _values(whole), _values(first), _values(second)
+    assert set(reference) == set(a) == set(b)
+    assert a[next(iter(a))].shape[0] + b[next(iter(b))].shape[0] == reference[next(iter(reference))].shape[0]
+    assert saved.name == f"{split}.pt"
+    return {
+        k: float(np.abs(np.concatenate([a[k], b[k]]) - v).max() / max(np.abs(v).max(), 1e-12))
+        for k, v in reference.items()
+    }
+
+
+@pytest.mark.parametrize("split", ["2001-07-01", "2001-10-17"])
+def test_hbv_with_routing_split_equals_uninterrupted(hbv_run, split):
+    differences = _split_difference(hbv_run, "2001-07-01", split, "2001-12-30")
+    assert {"Q", "Q_unrouted", "SWE", "AET"} <= set(differences)
+    assert max(differences.values()) <= TOLERANCE, differences
+
+
+def test_sir_split_equals_uninterrupted(sir_run):
+    differences = _split_difference(sir_run, "2000-01-01", "2000-03-15", "2000-07-18")
+    assert {"new_infections", "I"} <= set(differences)
+    assert max(differences.values()) <= TOLERANCE, differences
+
+
+def test_the_state_holds_every_part_of_the_model(hbv_run):
+    _, path = states.simulate(hbv_run, "2001-07-01", "2001-07-20", name="parts", save_state="2001-07-20")
+    saved = states.read_state(path)
+    assert {"runoff.SP", "runoff.SM", "runoff.SUZ", "runoff.SLZ"} <= set(saved.state.physics)
+    assert saved.state.physics["runoff.SM"].shape == (4, 4)  # [unit, nmul]
+    assert set(saved.state.memory["routing"]) >= {"Q", "Q0", "Q1", "Q2"}
+    assert saved.state.memory["routing"]["Q"].shape == (14, 4)  # the unit hydrograph's 15 days, less today
+    assert set(saved.state.networks["default"]) == {"h", "c"}  # the LSTM's recurrent state
+    assert str(saved.date) == "2001-07-20" and saved.unit_ids == ("twin0000", "twin0001", "twin0002", "twin0003")
+
+
+def test_cli_saves_and_starts_from_a_state(hbv_run, capsys):
+    period = ["--start", "2001-07-01", "--end", "2001-08-31"]
+    assert main(["simulate", str(hbv_run), *period, "--save-state", "2001-08-31"]) == 0
+    out = capsys.readouterr().out
+    state = hbv_run / "states" / "2001-08-31.pt"
+    assert f"state: {state}" in out
+    assert main(["simulate", str(hbv_run), "--from-state", str(state), "--end", "2001-09-30", "--name", "sept"]) == 0
+    assert any((hbv_run / "simulations").glob("sept.*"))
+    assert main(["simulate", str(hbv_run), "--from-state", str(state), "--start", "2001-08-15"]) == 2
+    err = capsys.readouterr().err
+    assert "end of 2001-08-31" in err and "--start 2001-09-01" in err and "Traceback" not in err
+
+
+def test_a_state_of_other_units_or_weights_is_refused(hbv_run, sir_run, tmp_path):
+    _, path = states.simulate(hbv_run, "2001-07-01", "2001-07-10", name="refusals", save_state="2001-07-10")
+    with pytest.raises(states.StateError, match="holds 4 units and the simulation has 2"):
+        states.simulate(hbv_run, None, "2001-07-20", units=["twin0000", "twin0001"], from_state=path, name="r1")
+    with pytest.raises(states.StateError, match="another model"):
+        states.simulate(sir_run, "2000-01-01", "2000-03-01", from_state=path, name="r2")
+    saved = torch.load(path, weights_only=True)
+    saved["weights"] = "0" * 64
+    other = tmp_path / "other_weights.pt"
+    torch.save(saved, other)
+    with pytest.raises(states.StateError, match="other weights"):
+        states.simulate(hbv_run, None, "2001-07-20", from_state=other, name="r3")
+    with pytest.raises(states.StateError, match="not a dmg model state file"):
+        states.simulate(hbv_run, None, "2001-07-20", from_state=hbv_run / "checkpoints" / "best.pt", name="r4")
