@@ -194,6 +194,13 @@ def test_the_command_line_takes_the_chunk_size(run, capsys):
     assert "--chunk-units must be at least 1, got 0" in capsys.readouterr().err
 
 
+def test_only_the_outputs_asked_for_are_written(run):
+    path = simulate(run, None, None, overrides=["simulate.outputs=[Q]"], name="only_q", chunk_units=4)
+    assert sorted(_read(path)) == ["Q", "time", "unit"]
+    with pytest.raises(ConfigError, match=r"^simulate.outputs: the model has no \[time, unit\] output Qx; it has \["):
+        simulate(run, None, None, overrides=["simulate.outputs=[Q, Qx]"], name="bad_q", chunk_units=4)
+
+
 def test_the_format_names_the_key_and_extra_when_missing(monkeypatch):
     assert simulation.output_format("auto", "npz") == "npz"
     assert simulation.output_format("zarr" if HAS_ZARR else "npz") in simulation.FORMATS

@@ -440,6 +440,12 @@ class SimulateConfig(Section):
         description="Predictions file of `dmg simulate`; 'auto': output.predictions. 'netcdf' and 'zarr' are "
         "written one chunk at a time (zarr: the zarr extra, dmg-core[zarr]); 'npz' is assembled in memory.",
     )
+    outputs: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Model outputs written by `dmg simulate`, e.g. [Q]; default: every [time, unit] output of the "
+        "model. Fewer outputs make smaller files on a large domain.",
+    )
 
 
 class RunConfig(Section):

@@ -17,7 +17,8 @@ written are not computed again, and the result equals an uninterrupted simulatio
 ``torchrun`` every process takes its share of the unfinished chunks (round robin) and the first
 process assembles the final file.
 
-The predictions are ``[time, unit]`` arrays of every output of the model, float32, with the dates
+The predictions are ``[time, unit]`` arrays of every output of the model (or of those
+``simulate.outputs`` names), float32, with the dates
 (``time``) and the unit ids (``unit``): NetCDF (through netCDF4), zarr (format 3, through zarr, the
 ``zarr`` extra) or npz (assembled in memory, so only for domains whose outputs fit in it).
 """
@@ -404,7 +405,16 @@ def _simulate_chunk(
         raise InputError(
             f"{PERIOD_KEY}: units {units[0]} to {units[-1]} do not cover the dates {plan.first} to {plan.last}"
         )
-    return predict(config, model, normalizer, data, warmup, with_targets=False)
+    outputs = predict(config, model, normalizer, data, warmup, with_targets=False)
+    wanted = config.simulate.outputs
+    if wanted is None:
+        return outputs
+    unknown = [name for name in wanted if name not in outputs]
+    if unknown:
+        raise ConfigError(
+            f"simulate.outputs: the model has no [time, unit] output {', '.join(unknown)}; it has {sorted(outputs)}"
+        )
+    return {name: outputs[name] for name in dict.fromkeys(wanted)}
 
 
 # --------------------------------------------------------------------------- assembly
