@@ -3,6 +3,7 @@ day-aligned windows of hourly data and a run through the command line."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,7 @@ class LinearReservoir(StepModel):
     forcings = (Variable("P", "mm/step"), Variable("T", "°C"))
     physical_parameters = (
         Parameter("k", 0.01, 0.5, "1/day", "recession coefficient"),
-        Parameter("c", 0.0, 1.0, "", "share of the rain that enters the store"),
+        Parameter("c", 0.0, 1.0, "", "share of the input that enters the store"),
     )
     states = (State("S", "mm", initial=1.0), State("W", "mm", initial=0.5))
     outputs = (Variable("Q", "mm/step"),)
@@ -61,7 +62,7 @@ class HourlyReservoir(LinearReservoir):
 
     physical_parameters = (
         Parameter("k", 0.01 / 24, 0.5 / 24, "1/hour", "recession coefficient"),
-        Parameter("c", 0.0, 1.0, "", "share of the rain that enters the store"),
+        Parameter("c", 0.0, 1.0, "", "share of the input that enters the store"),
         Parameter("a", 0.0, 2.0, "", "hourly-only multiplier of the outflow"),
     )
     states = (State("S", "mm", initial=3.0), State("W", "mm", initial=0.5), State("E", "mm", initial=0.25))
@@ -519,10 +520,15 @@ def hourly_run(tmp_path: Path) -> Iterator[Path]:
 
 def test_dmg_train_and_evaluate_a_multi_timescale_model_on_hourly_data(hourly_run: Path) -> None:
     assert main(["train", str(hourly_run / "run.yaml"), "--run-dir", str(hourly_run / "run")]) == 0
-    metrics = list((hourly_run / "run").rglob("*.json"))
-    assert metrics
-    predictions = list((hourly_run / "run").rglob("*.npz"))
-    assert predictions
+    evaluation = hourly_run / "run" / "evaluations" / "test_best"
+    report = json.loads((evaluation / "metrics.json").read_text())
+    rmse = report["targets"]["Q"]["summary"]["rmse"]["median"]
+    assert rmse is not None and np.isfinite(rmse)
+    with np.load(next(evaluation.glob("predictions*.npz"))) as saved:
+        hours = [v for v in saved.values() if v.dtype.kind == "M"]
+    assert (
+        hours and len(hours[0]) == 10 * 24 and hours[0][0] == np.datetime64("2001-01-31T00:00")
+    )  # the test period, hourly
 
 
 def test_a_warmup_shorter_than_the_coarse_span_names_data_warmup(hourly_run: Path, capsys) -> None:

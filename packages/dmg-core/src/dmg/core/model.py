@@ -128,7 +128,8 @@ class DeltaModel(nn.Module):
         if batch.warmup < required:
             raise InputError(
                 f"{type(self.phy_model).__name__} needs a warm-up of at least {required} steps (its outputs before "
-                f"are not defined); the batch has {batch.warmup}: lengthen data.warmup"
+                f"are not defined); the batch has {batch.warmup} (data.warmup, or fewer where the data start later): "
+                "lengthen data.warmup or start the period later"
             )
         ctx = CouplingContext(batch=batch, networks=self.networks, phy_model=self.phy_model)
         for c in self.couplings:
