@@ -207,7 +207,7 @@ def check_state_file(
         extra = [u for u in saved.unit_ids if u not in unit_ids][:5]
         detail = "the same units in another order"
         if missing or extra:
-            detail = f"it lacks units {missing}" if missing else f"it holds other units {extra}"
+            detail = f"it lacks units {missing}" if missing else f"the simulation lacks its units {extra}"
         raise StateError(
             f"state file {path} holds {len(saved.unit_ids)} units and the simulation has {len(unit_ids)} ({detail}); "
             "simulate the units it was saved for (--units)"

@@ -1,0 +1,190 @@
+"""Stepping a trained model and its saved states (:mod:`dmg.core.stepping`, :mod:`dmg.core.states`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dmg.core import Chain, DeltaModel, Parameter, ParameterLearning, SeriesModel, Variable, states
+from dmg.core.cli import main
+from dmg.core.data import Batch
+from dmg.core.errors import InputError, SpecError
+from dmg.core.stepping import Stepper, network_step, stream_memory
+from dmg.core.testing.models import ToyReservoir
+
+N_TIME, N_UNITS, N_FEATURES = 40, 3, 2
+
+
+class Lagged(SeriesModel):
+    """Outflow as a weighted mean of this and the last two days' inflow (a tiny unit hydrograph)."""
+
+    forcings = (Variable("Q", "mm/day"),)
+    physical_parameters = (Parameter("w", 0.0, 1.0, "", per_component=False),)
+    outputs = (Variable("Qlag", "mm/day"), Variable("total", "mm"))
+    stream_memory = 2
+
+    def simulate(self, forcings, params, attributes, state, processes, save):
+        q = forcings["Q"]
+        w = params["w"]
+        past = torch.nn.functional.pad(q, (0, 0, 2, 0))
+        lagged = w * q + (1 - w) * 0.5 * (past[1:-1] + past[:-2])
+        return {"Qlag": lagged, "total": q.sum(0)}, {}
+
+
+class Memoryless(Lagged):
+    stream_memory = None
+
+
+class Recurrent(nn.Module):
+    """A GRU with a linear head; ``streaming`` adds a ``stream`` method continuing from a carried state."""
+
+    input_kind = "sequence"
+    output_kind = "single"
+
+    def __init__(self, n_outputs: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru = nn.GRU(N_FEATURES, 5)
+        self.head = nn.Linear(5, n_outputs)
+
+    def forward(self, x):
+        return self.head(self.gru(x)[0])
+
+
+class Streaming(Recurrent):
+    def stream(self, x, static, state):
+        h, last = self.gru(x, state["h"] if state else None)
+        return self.head(h), {"h": last}
+
+
+class StaticNet(nn.Module):
+    """Parameters from static attributes only."""
+
+    input_kind = "static"
+    output_kind = "single"
+
+    def __init__(self, n_outputs: int) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.linear = nn.Linear(2, n_outputs)
+
+    def forward(self, c):
+        return self.linear(c)
+
+
+def _model(network: type[nn.Module]) -> DeltaModel:
+    physics = Chain(runoff=ToyReservoir(nmul=2), routing=Lagged())
+    coupling = ParameterLearning()
+    return DeltaModel(network(coupling.n_outputs(physics)), physics, coupling).eval()
+
+
+def _batch(start: int = 0, stop: int = N_TIME) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(N_TIME, N_UNITS, generator=g) * 10
+    pet = torch.rand(N_TIME, N_UNITS, generator=g) * 3
+    x = torch.stack([p, pet], -1) / 5
+    return Batch(
+        forcings={"P": p[start:stop], "PET": pet[start:stop]},
+        nn_inputs=x[start:stop],
+        static_inputs=torch.linspace(-1, 1, 2 * N_UNITS).reshape(N_UNITS, 2),
+    )
+
+
+@pytest.mark.parametrize("network", [Recurrent, Streaming, StaticNet])
+@pytest.mark.parametrize("split", [1, 17, N_TIME - 1])
+def test_a_stepped_run_split_anywhere_continues_exactly(network, split):
+    model = _model(network)
+    whole = Stepper(model).advance(_batch())
+    first = Stepper(model)
+    head = first.advance(_batch(0, split))
+    saved = states.ModelState.from_tensors(first.state().tensors())  # as written to and read from a file
+    tail = Stepper(model).load(saved).advance(_batch(split, N_TIME))
+    for name in ("Q", "ET", "Qlag"):
+        joined = torch.cat([head[name], tail[name]])
+        torch.testing.assert_close(joined, whole[name], rtol=1e-6, atol=1e-7)
+    assert "total" not in whole  # a summary over a window is no step's output
+    assert saved.steps == split and set(saved.memory) == {"routing"}
+    assert saved.memory["routing"]["Q"].shape == (min(split, 2), N_UNITS)  # the last two days' inflow
+
+
+def test_with_static_parameters_stepping_equals_the_window_run():
+    model = _model(StaticNet)
+    window = model(_batch())
+    stepped = Stepper(model).advance(_batch())
+    for name in ("Q", "ET", "Qlag"):
+        torch.testing.assert_close(stepped[name], window[name], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(stepped.state["runoff.S"], window.state["runoff.S"])
+
+
+def test_network_state_is_the_recurrence_or_the_inputs_seen():
+    x = _batch().nn_inputs
+    out, state = network_step(Streaming(1), x[:5], None, {})
+    assert set(state) == {"h"} and state["h"].shape == (1, N_UNITS, 5)
+    out, state = network_step(Recurrent(1), x[:5], None, {})
+    out, state = network_step(Recurrent(1), x[5:7], None, state)
+    assert out.shape == (2, N_UNITS, 1) and state["inputs"].shape == (7, N_UNITS, N_FEATURES)
+    torch.testing.assert_close(out, Recurrent(1)(x[:7])[5:])
+
+
+def test_a_series_model_without_states_or_memory_is_refused():
+    assert stream_memory(Lagged()) == 2 and stream_memory(ToyReservoir()) == 0
+    physics = Chain(runoff=ToyReservoir(), routing=Memoryless())
+    model = DeltaModel(StaticNet(ParameterLearning().n_outputs(physics)), physics, ParameterLearning())
+    with pytest.raises(SpecError, match=r"Memoryless cannot run step by step.*stream_memory"):
+        Stepper(model)
+
+
+def test_a_stepped_batch_has_no_warmup():
+    batch = _batch()
+    batch.warmup = 3
+    with pytest.raises(InputError, match="no warm-up"):
+        Stepper(_model(StaticNet)).advance(batch)
+
+
+# --------------------------------------------------------------------------- through a run folder
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_run):
+    path = tiny_run.write(tiny_run.config())
+    run = tiny_run.folder / "runs" / "states"
+    assert main(["train", path, "--run-dir", str(run)]) == 0
+    return run
+
+
+def _load(path):
+    with np.load(path) as saved:
+        return {k: saved[k] for k in saved.files if k not in ("unit_ids", "dates")}
+
+
+def test_run_split_with_a_state_file_equals_the_whole(trained):
+    whole, none = states.simulate(trained, "2000-03-01", "2000-04-29", name="whole")
+    first, path = states.simulate(trained, "2000-03-01", "2000-03-31", name="first", save_state="2000-03-31")
+    second, _ = states.simulate(trained, None, "2000-04-29", name="second", from_state=path)
+    assert none is None and path == trained / "states" / "2000-03-31.pt"
+    a, b, w = _load(first), _load(second), _load(whole)
+    np.testing.assert_allclose(np.concatenate([a["Q"], b["Q"]]), w["Q"], rtol=1e-6, atol=1e-7)
+    saved = states.read_state(path)
+    assert str(saved.next_date) == "2000-04-01T00:00:00" and saved.unit_ids == ("u0", "u1", "u2")
+
+
+def test_state_files_that_do_not_fit_are_refused(trained, tmp_path):
+    _, path = states.simulate(trained, "2000-03-01", "2000-03-10", name="fit", save_state="2000-03-10")
+    with pytest.raises(states.StateError, match=r"end of 2000-03-10.*starts on 2000-03-11, not on 2000-03-20"):
+        states.simulate(trained, "2000-03-20", None, name="late", from_state=path)
+    with pytest.raises(states.StateError, match=r"holds 3 units and the simulation has 2 \(the simulation lacks"):
+        states.simulate(trained, None, None, units=["u0", "u1"], name="two", from_state=path)
+    with pytest.raises(states.StateError, match="the same units in another order"):
+        states.simulate(trained, None, None, units=["u2", "u1", "u0"], name="order", from_state=path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(states.StateError, match=f"{truncated} is truncated"):
+        states.read_state(truncated)
+    with pytest.raises(states.StateError, match="does not exist"):
+        states.read_state(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="--save-state 2001-01-01: not a date of the simulated period"):
+        states.simulate(trained, "2000-03-01", "2000-03-10", name="outside", save_state="2001-01-01")
+    with pytest.raises(InputError, match="already exists"):
+        states.simulate(trained, "2000-03-01", "2000-03-10", name="again", save_state="2000-03-10")
