@@ -253,6 +253,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from dmg.core import workflows
 
     if args.save_state or args.from_state or args.stepwise:
+        if args.chunk_units is not None:
+            raise InputError("--chunk-units: --save-state, --from-state and --stepwise run every unit at once")
         return _simulate_stepwise(args)
     path = workflows.simulate(
         args.run_dir,
