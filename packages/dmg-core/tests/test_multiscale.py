@@ -33,6 +33,7 @@ from dmg.core.data.alignment import check_whole_days, day_alignment
 from dmg.core.data.sampler import WindowSampler
 from dmg.core.multiscale import MultiTimescale, aggregate
 from dmg.core.multiscale_learning import ScaleParameterLearning
+from dmg.core.testing import Case, PhysicsModelTestKit
 
 RATIO = 24
 DAYS = 5
@@ -226,6 +227,19 @@ def test_float64_gradcheck_through_handover_and_sharing() -> None:
 
     inputs = tuple(base[k].clone().requires_grad_() for k in ("coarse.k", "coarse.c", "fine.k"))
     assert torch.autograd.gradcheck(run, inputs)
+
+
+class TestMultiTimescaleKit(PhysicsModelTestKit):
+    """The shared test kit, with the gradient reaching the coarse model through an attached handover."""
+
+    # Every call spins the coarse model up over its own span: a series split in two is not one series.
+    skip = ("state_carryover",)
+
+    def make_model(self) -> MultiTimescale:
+        return _mts(detach_handover=False)
+
+    def make_case(self, model: MultiTimescale) -> Case:
+        return Case(forcings=_series(), params=_params(), warmup=model.required_warmup)
 
 
 def test_short_series_and_wrong_members_are_refused() -> None:
