@@ -7,7 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from dmg.core import Chain, DeltaModel, Parameter, ParameterLearning, SeriesModel, Variable, states
+from dmg.core import (
+    Chain,
+    DeltaModel,
+    OutputCorrection,
+    Parameter,
+    ParameterLearning,
+    SeriesModel,
+    Variable,
+    states,
+)
 from dmg.core.cli import main
 from dmg.core.data import Batch
 from dmg.core.errors import InputError, SpecError
@@ -134,6 +143,24 @@ def test_a_series_model_without_states_or_memory_is_refused():
     model = DeltaModel(StaticNet(ParameterLearning().n_outputs(physics)), physics, ParameterLearning())
     with pytest.raises(SpecError, match=r"Memoryless cannot run step by step.*stream_memory"):
         Stepper(model)
+
+
+class WindowedReservoir(ToyReservoir):
+    """A model that needs a warm-up of its own inside every run (as a multi-timescale composite does)."""
+
+    required_warmup = 5
+
+
+def test_models_that_cannot_run_step_by_step_are_refused():
+    physics = WindowedReservoir()
+    coupling = ParameterLearning()
+    with pytest.raises(SpecError, match="runs over windows of more than 5 steps"):
+        Stepper(DeltaModel(StaticNet(coupling.n_outputs(physics)), physics, coupling))
+    physics = ToyReservoir()
+    couplings = [ParameterLearning(network="params"), OutputCorrection(network="correct", variables=["Q"])]
+    nets = {"params": StaticNet(couplings[0].n_outputs(physics)), "correct": Streaming(1)}
+    with pytest.raises(SpecError, match="recurrent network 'correct'"):
+        Stepper(DeltaModel(nets, physics, couplings))
 
 
 def test_a_stepped_batch_has_no_warmup():

@@ -13,7 +13,12 @@ this for any trained model. At each step
   the step, as at the last step of a window);
 * the physics model advances one step from its state: states of every member of a composite
   and, for a series model without states that depends on past inputs (a unit-hydrograph
-  routing, declaring ``stream_memory``), the buffer of those past inputs.
+  routing, declaring ``stream_memory``), the buffer of those past inputs;
+* couplings acting after the physics (output corrections) see the step alone: their networks
+  must be pointwise in time (a recurrent one is refused).
+
+A model that runs over windows of a minimum length (``required_warmup``, e.g. a multi-timescale
+composite handing a coarse spin-up over to a fine model) cannot run step by step and is refused.
 
 A simulation stepped this way and split at any step, with :meth:`Stepper.state` carried over to
 :meth:`Stepper.load`, gives the uninterrupted simulation. The whole state is a :class:`ModelState`;
@@ -29,12 +34,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dmg.core.couplings import CouplingContext
+from dmg.core.couplings import Coupling, CouplingContext
 from dmg.core.data.batch import Batch
 from dmg.core.engine import Engine, _processes, _runner
 from dmg.core.engine.inputs import Inputs, check_state, prepare
 from dmg.core.errors import InputError, SpecError
-from dmg.core.model import DeltaModel
+from dmg.core.model import DeltaModel, required_warmup
 from dmg.core.networks import call_network
 from dmg.core.physics import Composite, Outputs, PhysicsModel, SeriesModel
 from dmg.core.signature import Processes, TensorDict
@@ -245,6 +250,20 @@ class Stepper:
         self._paths = {id(m): path for path, m in member_paths(model.phy_model)}
         for _, member in member_paths(model.phy_model):
             stream_memory(member)  # refuses a model that cannot run step by step now, not at the first step
+        span = required_warmup(model.phy_model)
+        if span:
+            raise SpecError(
+                f"{type(model.phy_model).__name__} runs over windows of more than {span} steps (its required "
+                "warm-up); it cannot run step by step"
+            )
+        for c in model.couplings:
+            if type(c).after is not Coupling.after and c.network is not None:
+                net = model.networks.get(c.network)
+                if net is not None and callable(getattr(net, "stream", None)):
+                    raise SpecError(
+                        f"{type(c).__name__} corrects outputs with the recurrent network {c.network!r}; run step by "
+                        "step, its network sees one step at a time: use a pointwise network for corrections"
+                    )
         self._state = ModelState()
 
     # ------------------------------------------------------------------ state
