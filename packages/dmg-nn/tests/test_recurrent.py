@@ -151,3 +151,17 @@ def test_sequence_static_networks_need_static_attributes() -> None:
 def test_units_of_x_and_c_must_agree(net) -> None:
     with pytest.raises(ShapeError, match="has 4 units but c"):
         net(torch.randn(5, 4, 3), torch.randn(3, 2))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_stream_in_pieces_gives_the_window(num_layers: int) -> None:
+    torch.manual_seed(0)
+    net = LSTM(n_inputs=3, n_outputs=2, hidden_size=6, num_layers=num_layers).eval()
+    x = torch.randn(20, 4, 3)
+    with torch.no_grad():
+        whole = net(x)
+        first, state = net.stream(x[:7], None, {})
+        rest, final = net.stream(x[7:], None, state)
+    assert state["h"].shape == state["c"].shape == (num_layers, 4, 6)
+    torch.testing.assert_close(torch.cat([first, rest]), whole, rtol=1e-6, atol=1e-6)
+    assert set(final) == {"h", "c"}
