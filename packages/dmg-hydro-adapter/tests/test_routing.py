@@ -12,7 +12,7 @@ from dmg.core import Chain, ConfigError
 from dmg.core.testing import PhysicsModelTestKit
 from dmg.hydro import HBV, GammaRouting
 from dmg.hydro.hbv.testing import realistic_case
-from dmg.hydro.routing import baseflow_index, convolve, gamma_unit_hydrograph
+from dmg.hydro.routing import HourlyGammaRouting, baseflow_index, convolve, gamma_unit_hydrograph
 
 
 def gamma_density_weights(route_a: float, route_b: float, length: int = 15) -> np.ndarray:
@@ -158,3 +158,46 @@ class TestGammaRoutingKit(PhysicsModelTestKit):
 
     def make_model(self):
         return GammaRouting()
+
+
+class _StaticParameters(torch.nn.Module):
+    """Routing parameters from static attributes: the same in a window run and step by step."""
+
+    input_kind = "static"
+    output_kind = "single"
+
+    def __init__(self, n_outputs: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(2, n_outputs)
+
+    def forward(self, c):
+        return self.linear(c)
+
+
+@pytest.mark.parametrize("routing", [GammaRouting(), HourlyGammaRouting()])
+def test_routing_stepped_step_by_step_carries_its_unit_hydrograph(routing):
+    """Stepped, routing keeps the last ``length - 1`` flows: once it holds them, every step equals the window
+    run. Before, the run so far is shorter than the unit hydrograph: the daily one acts on the flows given
+    (zeros before), the hourly one, as published for short runs, is truncated to the run and normalised."""
+    from dmg.core import DeltaModel, ParameterLearning
+    from dmg.core.data import Batch
+    from dmg.core.stepping import Stepper
+
+    length = routing.config.length
+    assert routing.stream_memory == length - 1
+    coupling = ParameterLearning()
+    model = DeltaModel(_StaticParameters(coupling.n_outputs(routing)), routing, coupling).eval()
+    g = torch.Generator().manual_seed(0)
+    n = length + 10
+    flows = {f: torch.rand(n, 3, generator=g) for f in routing.config.flows}
+    static = torch.linspace(-1.0, 1.0, 6).reshape(3, 2)
+    window = model(Batch(forcings=flows, static_inputs=static))["Q"]
+    stepper = Stepper(model)
+    steps = [
+        stepper.advance(Batch(forcings={f: v[t : t + 1] for f, v in flows.items()}, static_inputs=static))
+        for t in range(n)
+    ]
+    stepped = torch.cat([s["Q"] for s in steps])
+    first = length - 1 if isinstance(routing, HourlyGammaRouting) else 0
+    torch.testing.assert_close(stepped[first:], window[first:], rtol=1e-6, atol=1e-7)
