@@ -152,7 +152,8 @@ class GammaRouting(SeriesModel):
 
     Routing keeps no state between calls. Alone it warms up ``inline`` by default (warm-up
     steps are routed, then dropped); in a :class:`~dmg.core.Chain` it follows the chain's
-    mode, which is its first member's.
+    mode, which is its first member's. Run step by step (:mod:`dmg.core.stepping`), it is given
+    the last ``length - 1`` flows with each step (:attr:`stream_memory`), kept in the model's state.
 
     Parameters
     ----------
