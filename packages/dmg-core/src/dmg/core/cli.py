@@ -31,7 +31,9 @@ results go to RUN_DIR/evaluations/<period>_<checkpoint>/, one folder per period 
   dmg simulate runs/trial1 --start 2015-01-01 --end 2016-12-31
   dmg simulate runs/trial1 --units 01022500 01547700 --set data.dataset.root=/data/camels
   dmg simulate runs/trial1 --name conus --chunk-units 5000 --set simulate.format=zarr
-  torchrun --nproc_per_node 4 -m dmg.core.cli simulate runs/trial1 --name conus    chunks shared by 4 processes""",
+  torchrun --nproc_per_node 4 -m dmg.core.cli simulate runs/trial1 --name conus    chunks shared by 4 processes
+  dmg simulate runs/trial1 --start 2015-01-01 --end 2015-06-30 --save-state 2015-06-30
+  dmg simulate runs/trial1 --from-state runs/trial1/states/2015-06-30.pt --end 2015-12-31""",
     "validate": """examples:
   dmg validate my.yaml                      check keys, components, data roles and one forward pass
   dmg validate my.yaml --set data.warmup=180""",
