@@ -280,8 +280,6 @@ def _simulate(args: argparse.Namespace) -> int:
 def _simulate_stepwise(args: argparse.Namespace) -> int:
     from dmg.core import states
 
-    if args.chunk_units is not None:
-        raise InputError("--chunk-units: --save-state, --from-state and --stepwise simulate every unit at once")
     path, state = states.simulate(
         args.run_dir,
         args.start,
