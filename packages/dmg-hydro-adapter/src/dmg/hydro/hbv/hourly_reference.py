@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dmg.core import Chain, InputError
+from dmg.core.signature import NO_PROCESSES
 from dmg.hydro.gauges import GaugeRouting, RoutingPairs
 from dmg.hydro.hbv.base import HBVBase
 from dmg.hydro.hbv.hourly import HBV2Hourly, HBV21Hourly
@@ -140,35 +141,33 @@ class HourlyReferenceCase:
         return self.results(out)
 
     def hour_by_hour(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """The runoff model run one hour per call with its state carried (no gradient).
+        """The runoff model's step applied hour after hour from the initial stores (no gradient).
 
         Returns
         -------
         tuple[dict, dict]
-            Every store after every hour, ``[time, unit, nmul]`` (mm), and the model's outputs,
-            ``[time, unit]`` (warm-up hours included in both).
+            Every store after every hour (mm) and every flux of every hour (mm/h; ``SWE`` in mm,
+            ``evapfactor`` dimensionless), per component: ``[time, unit, nmul]``, warm-up included.
         """
         model = self.runoff_model()
-        attributes = {k: v for k, v in self.attributes.items() if k in model.attribute_names}
+        attributes = {k: v.unsqueeze(-1) for k, v in self.attributes.items() if k in model.attribute_names}
         params = {k: v for k, v in self.params.items() if k in model.parameter_spec}
-        n_time = next(iter(self.forcings.values())).shape[0]
-        state: Mapping[str, torch.Tensor] | None = None
+        n_time, n_units = next(iter(self.forcings.values())).shape
+        state = model.initial_state(n_units)
         states: dict[str, list[torch.Tensor]] = {name: [] for name in model.state_names}
-        outputs: dict[str, list[torch.Tensor]] = {name: [] for name in model.output_names}
+        fluxes: dict[str, list[torch.Tensor]] = {name: [] for name in model.output_names}
         with torch.no_grad():
             for t in range(n_time):
-                hour = {k: v[t : t + 1] if v.dim() == 3 else v for k, v in params.items()}
-                out = model(
-                    {k: v[t : t + 1] for k, v in self.forcings.items()}, hour, attributes=attributes, state=state
-                )
-                state = out.state
+                forcing_t = {k: v[t].unsqueeze(-1) for k, v in self.forcings.items()}
+                params_t = {k: v[t] if v.dim() == 3 else v for k, v in params.items()}
+                state, flux = model.step(state, forcing_t, {**params_t, **attributes}, NO_PROCESSES)
                 for name in model.state_names:
                     states[name].append(state[name])
                 for name in model.output_names:
-                    outputs[name].append(out[name][0])
+                    fluxes[name].append(flux[name].expand(n_units, model.nmul))
         return (
             {name: torch.stack(values) for name, values in states.items()},
-            {name: torch.stack(values) for name, values in outputs.items()},
+            {name: torch.stack(values) for name, values in fluxes.items()},
         )
 
 
