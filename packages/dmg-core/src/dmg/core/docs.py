@@ -65,7 +65,8 @@ def _default(field: Any) -> str:
 def _section_model(annotation: Any) -> type[BaseModel] | None:
     candidates = [annotation, *get_args(annotation)]
     for c in candidates:
-        if isinstance(c, type) and issubclass(c, BaseModel) and c is not ComponentRef:
+        # get_origin: on Python 3.10, ``dict[str, str]`` passes isinstance(..., type) but not issubclass
+        if isinstance(c, type) and get_origin(c) is None and issubclass(c, BaseModel) and c is not ComponentRef:
             return c
     return None
 

@@ -273,6 +273,8 @@ def _plots(optuna: Any, study: Any, folder: Path) -> list[Path]:
                 axes = draw(study)
         except (ValueError, RuntimeError):  # e.g. importances need two finished trials with different values
             continue
+        except ImportError:  # Optuna before 5 computes importances with scikit-learn
+            continue
         figure = axes.figure if hasattr(axes, "figure") else plt.gcf()
         figure.tight_layout()
         figure.savefig(folder / name, dpi=110)
