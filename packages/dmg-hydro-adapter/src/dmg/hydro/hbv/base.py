@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from dmg.core import MassBalance, Processes, StepModel, Variable
+from dmg.core import MassBalance, Processes, State, StepModel, Variable
 from dmg.core.components import PhysicsConfig
 from dmg.core.physics import TensorDict
 from dmg.hydro.hbv.parameters import DIAGNOSTIC_OUTPUTS, FLOW_OUTPUTS, FORCINGS, STATES
@@ -62,8 +62,8 @@ class HBVBase(StepModel):
 
     Config: ClassVar[type[PhysicsConfig]] = HBVConfig
 
-    forcings = FORCINGS
-    states = STATES
+    forcings: ClassVar[tuple[Variable, ...]] = FORCINGS
+    states: ClassVar[tuple[State, ...]] = STATES
     outputs: ClassVar[tuple[Variable, ...]] = FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS
     mass_balance = MassBalance(inputs=("P",), outputs=("AET", "Q"), storages=("SP", "MW", "SM", "SUZ", "SLZ"))
 

@@ -40,7 +40,7 @@ from typing import ClassVar
 
 import torch
 
-from dmg.core import MassBalance, Variable
+from dmg.core import MassBalance, Parameter, State, Variable
 from dmg.core.signature import TensorDict
 from dmg.hydro.hbv.base import _TINY_RATIO, _per_day, _per_step, _soil_wetness
 from dmg.hydro.hbv.models import HBV2, HBV2Config
@@ -144,7 +144,16 @@ class HBV2Hourly(_HBVHourly):
         ``elevation_threshold``, ``threshold_elevation`` (m), ``high_elevation_tt`` (°C).
     """
 
-    physical_parameters = (*CORE_PARAMETERS, BETAET, C, RT, AC, F0, FMIN, ALPHA_DECLINE)
+    physical_parameters: ClassVar[tuple[Parameter, ...]] = (
+        *CORE_PARAMETERS,
+        BETAET,
+        C,
+        RT,
+        AC,
+        F0,
+        FMIN,
+        ALPHA_DECLINE,
+    )
     outputs: ClassVar[tuple[Variable, ...]] = _total_runoff(_HBVHourly.outputs, "Q0 + Q1 + Q2 + IE")
 
     def soil_entry(
@@ -180,7 +189,7 @@ class HBV21Hourly(_HBVHourly):
         Options of :class:`HBVHourlyConfig` as keywords (see :class:`HBV2Hourly`).
     """
 
-    physical_parameters = (
+    physical_parameters: ClassVar[tuple[Parameter, ...]] = (
         *(K0_HOURLY if p.name == "K0" else p for p in CORE_PARAMETERS),
         BETAET,
         C,
@@ -190,7 +199,7 @@ class HBV21Hourly(_HBVHourly):
         ALPHA_SPREAD,
         KS,
     )
-    states = STATES + CASCADE_STATES
+    states: ClassVar[tuple[State, ...]] = STATES + CASCADE_STATES
     outputs: ClassVar[tuple[Variable, ...]] = _total_runoff(
         _HBVHourly.outputs + _hourly((CASCADE_OUTPUT,)), "Q0 + Q1 + Q2 + QIE"
     )

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, field_validator
 
-from dmg.core import MassBalance, Variable
+from dmg.core import MassBalance, Parameter, Variable
 from dmg.core.signature import WarmupMode
 from dmg.hydro.hbv.base import HBVBase, HBVConfig
 from dmg.hydro.hbv.parameters import (
@@ -68,7 +68,7 @@ class HBV(HBVBase):
     """
 
     Config = HBVConfig
-    physical_parameters = CORE_PARAMETERS
+    physical_parameters: ClassVar[tuple[Parameter, ...]] = CORE_PARAMETERS
 
     def __init__(self, config: HBVConfig | Mapping[str, Any] | None = None, /, **options: Any) -> None:
         config = self.validate_config(config, options)
@@ -94,7 +94,7 @@ class HBV11p(HBVBase):
     """
 
     Config = HBVConfig
-    physical_parameters = (*CORE_PARAMETERS, BETAET, C)
+    physical_parameters: ClassVar[tuple[Parameter, ...]] = (*CORE_PARAMETERS, BETAET, C)
     outputs: ClassVar[tuple[Variable, ...]] = FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS + (CAPILLARY_OUTPUT,)
     capillary_rise = True
 
@@ -158,7 +158,7 @@ class HBV2(HBVBase):
     Config = HBV2Config
     warmup_modes = ("inline",)
     attributes = (UPSTREAM_AREA, ELEVATION)
-    physical_parameters = (*CORE_PARAMETERS, BETAET, C, RT, AC)
+    physical_parameters: ClassVar[tuple[Parameter, ...]] = (*CORE_PARAMETERS, BETAET, C, RT, AC)
     outputs: ClassVar[tuple[Variable, ...]] = FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS + (CAPILLARY_OUTPUT, LATERAL_OUTPUT)
     mass_balance = MassBalance(inputs=("P", "lateral"), outputs=("AET", "Q"), storages=("SP", "MW", "SM", "SUZ", "SLZ"))
     capillary_rise = True
