@@ -137,7 +137,7 @@ class HourlyReferenceCase:
         """Run the case from its physical parameters (no gradient): ``Qs`` and ``streamflow``."""
         forcings, params, attributes = self.pair_inputs()
         with torch.no_grad():
-            out = self.model()(forcings, params, attributes=attributes, warmup=self.warmup)
+            out = self.model()(forcings, params, attributes=attributes, warmup=self.warmup, save=("Q", "streamflow"))
         return self.results(out)
 
     def hour_by_hour(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
