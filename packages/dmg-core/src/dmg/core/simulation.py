@@ -369,13 +369,21 @@ def simulate_domain(
         say(f"continuing {partial.path}: {len(finished)} of {plan.n_chunks} chunks already done")
     elif plan.n_chunks > 1:
         say(f"simulating {plan.n_units} units in {plan.n_chunks} chunks of up to {size} units into {target}")
-    for index in todo[distributed.rank :: distributed.world_size]:
-        outputs = _simulate_chunk(config, model, normalizer, source, units[plan.chunk(index)], period, plan)
-        fault_point(f"simulated chunk {index}")
-        partial.write_part(index, outputs)
-        if plan.n_chunks > 1:
-            say(f"chunk {index + 1} of {plan.n_chunks} written")
-    distributed.barrier()
+    failure: str | None = None
+    try:
+        for index in todo[distributed.rank :: distributed.world_size]:
+            outputs = _simulate_chunk(config, model, normalizer, source, units[plan.chunk(index)], period, plan)
+            fault_point(f"simulated chunk {index}")
+            partial.write_part(index, outputs)
+            if plan.n_chunks > 1:
+                say(f"chunk {index + 1} of {plan.n_chunks} written")
+    except DmgError as exc:
+        if not distributed.enabled:
+            raise
+        failure = str(exc)  # every process learns of it below, instead of waiting for this one
+    failures = [f for f in distributed.gather(failure) if f is not None]
+    if failures:
+        raise InputError(failures[0])
     if distributed.is_main:
         missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
         if missing:
