@@ -161,7 +161,8 @@ def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, ba
             )
         end = time.perf_counter()
         seconds = end - start
-        chunks_done = max((t for t, line in lines if line.startswith("chunk ")), default=start)
+        # the last chunk's line (printed when there are several chunks) ends the chunks' share
+        chunks_done = max((t for t, line in lines if line.startswith("chunk ")), default=None)
         size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
@@ -172,7 +173,7 @@ def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, ba
         "format": fmt,
         "backend": backend,
         "seconds": seconds,
-        "final_file_seconds": end - chunks_done,
+        "final_file_seconds": None if chunks_done is None else end - chunks_done,
         "unit_steps_per_s": n_units * days / seconds,
         "unit_steps_per_s_with_warmup": n_units * (days + warmup) / seconds,
         "rss_before_mib": before,
@@ -211,6 +212,10 @@ def child(args: argparse.Namespace, n_units: int, chunk_units: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| units | chunk | seconds | of which final file | unit-steps/s | with warm-up | peak RSS MiB "
@@ -219,7 +224,7 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['units']:,} | {r['chunk_units']} | {r['seconds']:.1f} | {r['final_file_seconds']:.1f} | "
+            f"| {r['units']:,} | {r['chunk_units']} | {r['seconds']:.1f} | {_seconds(r['final_file_seconds'])} | "
             f"{r['unit_steps_per_s']:,.0f} | "
             f"{r['unit_steps_per_s_with_warmup']:,.0f} | {r['peak_rss_mib']:.0f} | {r['peak_above_start_mib']:.0f} | "
             f"{r['file_mib']:.1f} |"
