@@ -73,7 +73,7 @@ def server(workdir: Path, tmp_path: Path) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            _, err = process.communicate(timeout=20)
+            _, err = process.communicate(timeout=60)  # a loaded machine may take a while to stop the checks
         except subprocess.TimeoutExpired:
             process.kill()
             raise
