@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "configs" / "dhbv2_hourly_mts.yaml"
 
 MIN_TEST_NSE = 0.3
-"""Median test NSE over the twin's 16 basins the example must reach (a model that has not learned scores
-below 0; the true parameters score about 0.99)."""
-MAX_F0_ERROR = 0.35
-"""Largest median error of the learned infiltration capacity F0, as a fraction of its range."""
+"""Median test NSE over the twin's 16 basins the example must reach (it reaches 0.46 on a CPU; the initial
+weights score below 0 and the true parameters about 0.99)."""
+MAX_F0_ERROR = 0.4
+"""Largest median error of the learned infiltration capacity F0, as a fraction of its range (0.32 reached)."""
 MIN_F0_CORRELATION = 0.5
-"""Smallest correlation across basins of the learned and the true F0."""
+"""Smallest correlation across basins of the learned and the true F0 (0.69 reached)."""
 MAX_SECONDS = 180.0
 """Wall-clock bound of the whole run (load, train, evaluate): about 40 s of CPU time on one thread, up to
 about 90 s on a busy two-core machine; the bound leaves room for slower shared runners."""
