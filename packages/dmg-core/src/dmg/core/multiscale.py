@@ -170,7 +170,7 @@ class MultiTimescale(Composite):
         config = self.validate_config(config, options)
         coarse, fine = members[COARSE], members[FINE]
         _check_aggregation(config, coarse)
-        self._handover = _check_handover(config, coarse, fine)
+        handover = _check_handover(config, coarse, fine)
         _check_shared(config, coarse, fine)
         specs = [
             _own_spec(coarse.parameter_spec, config.shared, FINE).prefixed(COARSE),
@@ -185,17 +185,14 @@ class MultiTimescale(Composite):
             forcings=_union([coarse.signature.forcings, fine.signature.forcings]),
             attributes=_union([coarse.signature.attributes, fine.signature.attributes]),
             parameters=ParameterSpec.concat(specs),
-            states=tuple(
-                replace(s, name=f"{n}.{s.name}")
-                for n, m in ((COARSE, coarse), (FINE, fine))
-                for s in m.signature.states
-            ),
+            states=tuple(replace(s, name=f"{n}.{s.name}") for n, m in members.items() for s in m.signature.states),
             outputs=fine.signature.outputs,
             slots=tuple(s.renamed(f"{n}.{s.name}") for n, m in members.items() for s in m.signature.slots),
             mass_balance=None,
             warmup_modes=("inline",),
         )
         self.warmup_mode = "inline"
+        self._handover = handover
 
     @classmethod
     def from_config(cls, config: Any = None, **context: Any) -> MultiTimescale:
