@@ -239,3 +239,15 @@ def test_parity_from_raw_network_outputs_at_each_time_scale(cases, name):
         ratios[f"final hourly {ref_name}"] = worst_ratio(out.state[f"fine.{ours}"], case[f"state__{ref_name}"][-1])
     bad = {k: round(v, 3) for k, v in ratios.items() if v > 1.0}
     assert not bad, f"{name}: beyond the parity tolerance through the networks: {bad}"
+
+
+def test_presets_map_the_stores_inside_a_chain_and_share_only_statics_of_both():
+    from dmg.hydro.multiscale import hbv_handover, shared_static_parameters
+
+    hourly = Chain(runoff=HBV21Hourly(dynamic=["BETA"]), routing=GaugeRouting())
+    assert hbv_handover(hourly) == {f"runoff.{s}": s for s in ("SP", "MW", "SM", "SUZ", "SLZ")}
+    shared = shared_static_parameters(HBV2(dynamic=["K0"]), hourly)
+    assert "K0" not in shared and "BETA" not in shared and "F0" not in shared  # dynamic in one, or hourly only
+    assert shared["FC"] == "coarse" and set(shared) <= set(HBV2().parameter_spec.names)
+    with pytest.raises(ValueError, match="carries the store 'SP'"):
+        hbv_handover(GaugeRouting())
