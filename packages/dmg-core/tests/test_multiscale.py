@@ -405,6 +405,33 @@ def test_coarse_network_outputs_are_the_coarse_parameters_exactly() -> None:
     assert torch.allclose(k[..., 0], low + expected * (high - low), atol=1e-6)
 
 
+class StaticNet(nn.Module):
+    """A linear network on the static inputs ``[unit, attributes]``."""
+
+    input_kind = "static"
+
+    def __init__(self, n_static: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_static, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def test_a_static_network_supplies_static_parameters_of_its_scale() -> None:
+    phy = _learning_model()
+    net = StaticNet(2, 2)  # fine: k and a, both static
+    batch = _batch(phy.required_warmup)
+    batch.static_inputs = torch.tensor([[0.1, 1.0], [0.5, -1.0], [2.0, 0.0]])
+    ctx = CouplingContext(batch=batch, networks={"default": net}, phy_model=phy)
+    ScaleParameterLearning(scale="fine").before(ctx)
+    u = torch.sigmoid(net.linear(batch.static_inputs))
+    k, a = HourlyReservoir.physical_parameters[0], HourlyReservoir.physical_parameters[2]
+    assert torch.allclose(ctx.params["fine.k"][:, 0], k.scale(u[:, 0]))
+    assert torch.allclose(ctx.params["fine.a"][:, 0], a.scale(u[:, 1]))
+    assert set(ctx.params) == {"fine.k", "fine.a"}
+
+
 def test_scale_coupling_needs_a_multi_timescale_model() -> None:
     with pytest.raises(ValueError, match="needs a multi_timescale physics model"):
         ScaleParameterLearning(scale="fine").learned_spec(LinearReservoir())
