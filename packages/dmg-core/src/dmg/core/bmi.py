@@ -151,9 +151,9 @@ class DmgBmi(Bmi):
             stepper.load(saved.state)
         elif warmup:
             stepper.advance(self._batch(0, warmup))
-        if data.step is None:
+        if source.step is None:
             raise InputError(f"{path}: the forcing source needs at least two dates to set the time step")
-        self._step_seconds = int(np.timedelta64(data.step, "s").astype(np.int64))
+        self._step_seconds = int(np.timedelta64(source.step, "s").astype(np.int64))
         self._first = self._index = warmup
         self._n_steps = data.n_time - warmup
         self._define_variables(config, cfg.standard_names)

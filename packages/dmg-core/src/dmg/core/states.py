@@ -228,6 +228,7 @@ def simulate_stepwise(
     *,
     initial: SavedState | None = None,
     save_at: np.datetime64 | None = None,
+    step: np.timedelta64 | None = None,
 ) -> tuple[dict[str, np.ndarray], SavedState | None]:
     """Simulate ``data`` step by step; returns the ``[time - warmup, unit]`` outputs and the state at ``save_at``.
 
@@ -244,6 +245,8 @@ def simulate_stepwise(
         the warm-up is then skipped.
     save_at
         A date of the period at whose end the state is returned.
+    step
+        The length of a step (default: that of ``data``, which then needs two dates or more).
 
     Raises
     ------
@@ -282,7 +285,7 @@ def simulate_stepwise(
             saved = SavedState(
                 state=stepper.state(),
                 date=dates[save_index],
-                step=_step(data),
+                step=_step(data) if step is None else step,
                 unit_ids=tuple(data.unit_ids),
                 model=model_description(config),
                 weights=model_digest(model),
@@ -366,7 +369,7 @@ def simulate(
         if target is not None and target.exists() and not overwrite:
             raise InputError(f"{target} already exists; pass --overwrite to replace it")
         predictions, saved = simulate_stepwise(
-            config, model, normalizer, data, warmup, initial=initial, save_at=save_at
+            config, model, normalizer, data, warmup, initial=initial, save_at=save_at, step=dataset.step
         )
         if target is not None and saved is not None:
             write_state(target, saved)
