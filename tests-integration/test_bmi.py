@@ -106,17 +106,21 @@ def test_bmi_variables_time_and_set_value(hbv_run, tmp_path):
     assert np.array_equal(bmi.get_value("P", np.empty(4)), rain)
     bmi.update()
     assert not np.array_equal(bmi.get_value("P", np.empty(4)), rain)  # a set value holds for one update
+    bmi.get_value_ptr("P")[:2] = 80.0  # what is written into an input's array is used too
+    soil = bmi.get_value_ptr("state.runoff.SM")
+    bmi.update()
     wet = bmi.get_value("state.runoff.SM", np.empty(4)).copy()
+    assert np.array_equal(soil, wet)  # the arrays are refreshed in place
     bmi.update_until(10.0)
-    assert bmi.get_current_time() == 10.0
+    assert bmi.get_current_time() == 10.0 and np.isfinite(bmi.get_value_ptr("Q")).all()
     with pytest.raises(InputError, match="whole number of steps"):
         bmi.update_until(10.5)
     with pytest.raises(InputError, match="only inputs can be set"):
         bmi.set_value("Q", np.zeros(4))
     dry = DmgBmi()
     dry.initialize(str(_config_file(tmp_path / "dry", run=str(hbv_run), start="2001-07-01", end="2001-07-31")))
-    dry.update()
-    assert (wet > dry.get_value("state.runoff.SM", np.empty(4))).any()
+    dry.update_until(2.0)
+    assert (wet > dry.get_value("state.runoff.SM", np.empty(4))).all()
 
 
 def test_bmi_configuration_errors_name_the_key(hbv_run, tmp_path):

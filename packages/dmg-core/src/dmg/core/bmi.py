@@ -21,8 +21,9 @@ Before the start date the model warms up over ``data.warmup`` steps of the sourc
 does, unless it starts from a state. Variables:
 
 * inputs: the dataset variables the model reads at each step (physics forcings and network inputs),
-  named by the physics forcing they feed (``P``) or else by the dataset's name, each ``[unit]``;
-  values set with :meth:`DmgBmi.set_value` replace the source's for the next update only;
+  named by the physics forcing they feed (``P``) or else by the dataset's name, each ``[unit]``; they
+  hold the next step's values from the source, and values set with :meth:`DmgBmi.set_value` (or written
+  into :meth:`DmgBmi.get_value_ptr`'s array) replace them for that step;
 * outputs: the physics outputs of the last step (``output.<name>`` where an input has the name, e.g. a
   forcing the model passes through), and its states (mean over components) as ``state.<name>``,
   each ``[unit]``.
@@ -36,11 +37,13 @@ units (``d`` for daily data, ``h`` for hourly) from 0 at the start date.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -109,8 +112,7 @@ class DmgBmi(Bmi):
         self._vars: dict[str, _Var] = {}
         self._inputs: tuple[str, ...] = ()
         self._outputs: tuple[str, ...] = ()
-        self._values: dict[str, np.ndarray] = {}
-        self._overrides: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
         self._coords: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         self._index = 0
         self._first = 0
@@ -167,10 +169,14 @@ class DmgBmi(Bmi):
                 f"the simulation has reached its end, {date_text(self._data.dates[-1])}: the forcing source "
                 "has no later date (extend it, or set end in the configuration file)"
             )
-        out = stepper.advance(self._batch(self._index, 1))
+        data = self._data.isel_time(slice(self._index, self._index + 1))
+        array = np.array(data.data, dtype=np.float64)
+        for var in self._vars.values():
+            if var.kind == "input":
+                array[:, 0, data.variable_index(var.key)] = self._buffers[var.name]
+        out = stepper.advance(self._step_batch(replace(data, data=array), 1))
         self._index += 1
-        self._overrides.clear()
-        self._values = {name: value[0].float().cpu().numpy() for name, value in out.items()}
+        self._refresh({key: value[0] for key, value in out.items()})
 
     def update_until(self, time: float) -> None:
         """Advance the model to ``time`` (a whole number of steps later than now, in the time units)."""
@@ -187,8 +193,7 @@ class DmgBmi(Bmi):
     def finalize(self) -> None:
         """Release the model."""
         self._stepper = None
-        self._values.clear()
-        self._overrides.clear()
+        self._buffers.clear()
 
     # ------------------------------------------------------------------ information
     def get_component_name(self) -> str:
@@ -247,29 +252,27 @@ class DmgBmi(Bmi):
 
     # ------------------------------------------------------------------ values
     def get_value(self, name: str, dest: np.ndarray) -> np.ndarray:
-        dest[:] = self._current(name)
+        dest[:] = self.get_value_ptr(name)
         return dest
 
     def get_value_ptr(self, name: str) -> np.ndarray:
-        raise NotImplementedError("get_value_ptr: dmg values live in torch tensors; use get_value")
+        """The variable's array, ``[unit]`` float64: outputs and states are refreshed after every update,
+        inputs hold the next step's values (from the source; what is written into them is used)."""
+        self._var(name)
+        return self._buffers[name]
 
     def get_value_at_indices(self, name: str, dest: np.ndarray, inds: np.ndarray) -> np.ndarray:
-        dest[:] = self._current(name)[np.asarray(inds, dtype=np.int64)]
+        dest[:] = self.get_value_ptr(name)[np.asarray(inds, dtype=np.int64)]
         return dest
 
     def set_value(self, name: str, src: np.ndarray) -> None:
-        var = self._var(name)
-        if var.kind != "input":
-            raise InputError(f"set_value({name!r}): only inputs can be set ({', '.join(self._inputs)})")
         values = np.asarray(src, dtype=np.float64).reshape(-1)
         if values.shape != (self._n_units,):
             raise InputError(f"set_value({name!r}): give {self._n_units} values (one per unit), got {values.size}")
-        self._overrides[var.key] = values.copy()
+        self._input(name)[:] = values
 
     def set_value_at_indices(self, name: str, inds: np.ndarray, src: np.ndarray) -> None:
-        current = self._current(name).copy()
-        current[np.asarray(inds, dtype=np.int64)] = np.asarray(src, dtype=np.float64).reshape(-1)
-        self.set_value(name, current)
+        self._input(name)[np.asarray(inds, dtype=np.int64)] = np.asarray(src, dtype=np.float64).reshape(-1)
 
     # ------------------------------------------------------------------ grid
     def get_grid_rank(self, grid: int) -> int:
@@ -356,29 +359,34 @@ class DmgBmi(Bmi):
         if grid != GRID:
             raise InputError(f"no grid {grid}: every variable lives on grid {GRID}")
 
-    def _current(self, name: str) -> np.ndarray:
-        var = self._var(name)
-        if var.kind == "input":
-            if var.key in self._overrides:
-                return self._overrides[var.key]
-            if self._index >= self._data.n_time:
-                return np.full(self._n_units, np.nan)
-            return self._data.variable(var.key)[:, self._index].astype(np.float64)
-        if var.kind == "state":
-            state = self._require().state().physics.get(var.key)
-            if state is None:
-                return np.full(self._n_units, np.nan)
-            value = state.mean(-1) if state.dim() == 2 else state
-            return value.double().cpu().numpy()
-        return self._values[var.key].astype(np.float64) if var.key in self._values else np.full(self._n_units, np.nan)
+    def _input(self, name: str) -> np.ndarray:
+        if self._var(name).kind != "input":
+            raise InputError(f"set_value({name!r}): only inputs can be set ({', '.join(self._inputs)})")
+        return self._buffers[name]
+
+    def _refresh(self, outputs: Mapping[str, torch.Tensor]) -> None:
+        """Fill every variable's array: inputs with the source's next step, outputs and states from the model."""
+        stepper = self._require()
+        physics = stepper.state().physics
+        if not physics:  # not yet advanced: the declared initial states
+            like = next(iter(stepper.model.parameters()))
+            physics = stepper.model.phy_model.initial_state(self._data.n_units, dtype=like.dtype, device=like.device)
+        for var in self._vars.values():
+            buffer = self._buffers[var.name]
+            if var.kind == "input":
+                inside = self._index < self._data.n_time
+                buffer[:] = self._data.variable(var.key)[:, self._index] if inside else np.nan
+            elif var.kind == "state":
+                value = physics.get(var.key)
+                buffer[:] = np.nan if value is None else _per_unit(value)
+            else:
+                value = outputs.get(var.key)
+                buffer[:] = np.nan if value is None else value.double().cpu().numpy()
 
     def _batch(self, start: int, length: int) -> Any:
-        data = self._data.isel_time(slice(start, start + length))
-        if self._overrides and length == 1:
-            array = np.array(data.data, dtype=np.float64)
-            for key, values in self._overrides.items():
-                array[:, 0, data.variable_index(key)] = values
-            data = replace(data, data=array)
+        return self._step_batch(self._data.isel_time(slice(start, start + length)), length)
+
+    def _step_batch(self, data: ArrayDataset, length: int) -> Any:
         units = np.arange(data.n_units)
         return make_batch(data, self._roles, self._normalizer, units, 0, length, 0, dtype=self._dtype)
 
@@ -419,7 +427,13 @@ class DmgBmi(Bmi):
         self._vars = {v.name: v for v in variables}
         self._inputs = tuple(v.name for v in variables if v.kind == "input")
         self._outputs = tuple(v.name for v in variables if v.kind != "input")
-        self._values = {}
+        self._buffers = {v.name: np.full(self._data.n_units, np.nan) for v in variables}
+        self._refresh({})
+
+
+def _per_unit(state: torch.Tensor) -> np.ndarray:
+    """A state ``[unit, nmul]`` (or ``[unit]``) as its mean over components, ``[unit]`` float64."""
+    return (state.mean(-1) if state.dim() == 2 else state).double().cpu().numpy()
 
 
 def _read_config(path: Path) -> BmiConfig:
