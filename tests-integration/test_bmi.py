@@ -19,6 +19,8 @@ from dmg.core.build import load_dataset
 from dmg.core.config import load_config
 from dmg.core.errors import ConfigError, InputError
 
+RAIN = "atmosphere_water__precipitation_leq-volume_flux"
+PET = "land_surface_water__potential_evapotranspiration_volume_flux"
 PERIODS = {"hbv": ("2001-07-01", "2001-09-30"), "sir": ("2000-01-01", "2000-04-30")}
 
 
@@ -95,18 +97,18 @@ def test_bmi_reads_a_forcing_file_and_starts_from_a_saved_state(hbv_run, tmp_pat
 def test_bmi_variables_time_and_set_value(hbv_run, tmp_path):
     bmi = DmgBmi()
     bmi.initialize(str(_config_file(tmp_path, run=str(hbv_run), start="2001-07-01", end="2001-07-31", units=None)))
-    assert bmi.get_input_var_names() == ("P", "T", "PET")
+    assert bmi.get_input_var_names() == (RAIN, "land_surface_air__temperature", PET)  # HBV declares them
     outputs = bmi.get_output_var_names()
-    assert {"Q", "output.PET", "state.runoff.SM"} <= set(outputs)
-    assert bmi.get_var_units("P") == "mm/day" and bmi.get_var_units("state.runoff.SM") == "mm"
+    assert {"Q", f"output.{PET}", "snowpack__liquid-equivalent_depth", "state.runoff.SM"} <= set(outputs)
+    assert bmi.get_var_units(RAIN) == "mm/day" and bmi.get_var_units("state.runoff.SM") == "mm"
     assert (bmi.get_time_units(), bmi.get_time_step(), bmi.get_end_time()) == ("d", 1.0, 31.0)
     assert bmi.get_grid_type(0) == "unstructured" and bmi.get_grid_node_count(0) == 4
     rain = np.full(4, 80.0)
-    bmi.set_value("P", rain)
-    assert np.array_equal(bmi.get_value("P", np.empty(4)), rain)
+    bmi.set_value(RAIN, rain)
+    assert np.array_equal(bmi.get_value(RAIN, np.empty(4)), rain)
     bmi.update()
-    assert not np.array_equal(bmi.get_value("P", np.empty(4)), rain)  # a set value holds for one update
-    bmi.get_value_ptr("P")[:2] = 80.0  # what is written into an input's array is used too
+    assert not np.array_equal(bmi.get_value(RAIN, np.empty(4)), rain)  # a set value holds for one update
+    bmi.get_value_ptr(RAIN)[:2] = 80.0  # what is written into an input's array is used too
     soil = bmi.get_value_ptr("state.runoff.SM")
     bmi.update()
     wet = bmi.get_value("state.runoff.SM", np.empty(4)).copy()

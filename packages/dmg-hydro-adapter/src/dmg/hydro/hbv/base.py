@@ -66,6 +66,14 @@ class HBVBase(StepModel):
     states: ClassVar[tuple[State, ...]] = STATES
     outputs: ClassVar[tuple[Variable, ...]] = FLOW_OUTPUTS + DIAGNOSTIC_OUTPUTS
     mass_balance = MassBalance(inputs=("P",), outputs=("AET", "Q"), storages=("SP", "MW", "SM", "SUZ", "SLZ"))
+    standard_names: ClassVar[Mapping[str, str]] = {
+        "P": "atmosphere_water__precipitation_leq-volume_flux",
+        "T": "land_surface_air__temperature",
+        "PET": "land_surface_water__potential_evapotranspiration_volume_flux",
+        "SWE": "snowpack__liquid-equivalent_depth",
+    }
+    """CSDMS standard names of the forcings and of the snow water equivalent (the Basic Model Interface,
+    :mod:`dmg.core.bmi`, calls the variables by them)."""
 
     capillary_rise: ClassVar[bool] = False
     """Whether the lower zone feeds the soil by capillary rise (parameter ``C``)."""
