@@ -165,3 +165,15 @@ def test_lstm_stream_in_pieces_gives_the_window(num_layers: int) -> None:
     assert state["h"].shape == state["c"].shape == (num_layers, 4, 6)
     torch.testing.assert_close(torch.cat([first, rest]), whole, rtol=1e-6, atol=1e-6)
     assert set(final) == {"h", "c"}
+
+
+def test_lstm_mlp_stream_in_pieces_gives_the_window() -> None:
+    torch.manual_seed(0)
+    net = LSTMMLP(n_inputs=3, n_outputs=(2, 4), n_static=5, lstm={"hidden_size": 6}, mlp={"hidden_sizes": [7]}).eval()
+    x, c = torch.randn(12, 4, 3), torch.randn(4, 5)
+    with torch.no_grad():
+        dynamic, static = net(x, c)
+        (first, static_first), state = net.stream(x[:5], c, {})
+        (rest, _), _ = net.stream(x[5:], c, state)
+    torch.testing.assert_close(torch.cat([first, rest]), dynamic, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(static_first, static)

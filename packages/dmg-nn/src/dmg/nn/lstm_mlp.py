@@ -81,3 +81,17 @@ class LSTMMLP(Network):
         dynamic = self.lstm(x) if self.lstm is not None else x.new_zeros(*x.shape[:2], 0)
         static = self.mlp(c) if self.mlp is not None else c.new_zeros(c.shape[0], 0)
         return dynamic, static
+
+    def stream(
+        self, x: torch.Tensor, c: torch.Tensor, state: Mapping[str, torch.Tensor]
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
+        """Continue over ``x`` ``[k, unit, n_inputs]`` from the LSTM's carried ``state`` (see
+        :meth:`LSTM.stream`); returns ``(dynamic, static)`` for these ``k`` steps and the new state."""
+        check_sequence_static(type(self).__name__, x, c, self.n_inputs, self.n_static)
+        new_state: dict[str, torch.Tensor] = {}
+        if self.lstm is not None:
+            dynamic, new_state = self.lstm.stream(x, None, state)
+        else:
+            dynamic = x.new_zeros(*x.shape[:2], 0)
+        static = self.mlp(c) if self.mlp is not None else c.new_zeros(c.shape[0], 0)
+        return (dynamic, static), new_state
