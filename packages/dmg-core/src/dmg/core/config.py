@@ -70,7 +70,7 @@ class ComponentRef(BaseModel):
 
 def _config_class(component: Any) -> type[BaseModel]:
     base = getattr(component, "Config", None)
-    return base if isinstance(base, type) and issubclass(base, BaseModel) else ComponentConfig
+    return base if is_model_class(base) else ComponentConfig
 
 
 def component_model(group: str, name: str) -> type[BaseModel]:
@@ -877,8 +877,13 @@ def _fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     return sorted(current.model_fields) if current is not None else []
 
 
+def is_model_class(value: Any) -> bool:
+    """Whether ``value`` is a pydantic model class (``dict[str, X]`` is not, although Python 3.10 calls it a type)."""
+    return isinstance(value, type) and get_origin(value) is None and issubclass(value, BaseModel)
+
+
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_model_class(annotation):
         return annotation
     for arg in get_args(annotation):
         found = _model_of(arg)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from dmg.core import registry
-from dmg.core.config import ComponentRef, RunConfig, _config_class
+from dmg.core.config import ComponentRef, RunConfig, _config_class, is_model_class
 from dmg.core.errors import RegistryError
 
 _GROUP_TITLES = {
@@ -36,7 +36,7 @@ def _type_name(annotation: Any) -> str:
     if get_origin(annotation) is list:
         inner = get_args(args[0])[0] if get_origin(args[0]) is Annotated else args[0]
         members = get_args(inner) if get_origin(inner) in (Union, UnionType) else ()
-        if members and all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+        if members and all(is_model_class(m) for m in members):
             return "list of components"
         return f"list of {_type_name(args[0])}"
     if get_origin(annotation) is dict:
@@ -65,8 +65,7 @@ def _default(field: Any) -> str:
 def _section_model(annotation: Any) -> type[BaseModel] | None:
     candidates = [annotation, *get_args(annotation)]
     for c in candidates:
-        # get_origin: on Python 3.10, ``dict[str, str]`` passes isinstance(..., type) but not issubclass
-        if isinstance(c, type) and get_origin(c) is None and issubclass(c, BaseModel) and c is not ComponentRef:
+        if is_model_class(c) and c is not ComponentRef:
             return c
     return None
 

@@ -62,7 +62,7 @@ def config_rows(config: type[BaseModel], prefix: str = "") -> list[tuple[str, st
     for name, field in config.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if isinstance(annotation, type) and get_origin(annotation) is None and issubclass(annotation, BaseModel):
             rows.extend(config_rows(annotation, prefix=f"{key}."))
             continue
         default = field.get_default(call_default_factory=True)
