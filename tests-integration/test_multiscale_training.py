@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,6 @@ MAX_F0_ERROR = 0.4
 """Largest median error of the learned infiltration capacity F0, as a fraction of its range (0.32 reached)."""
 MIN_F0_CORRELATION = 0.5
 """Smallest correlation across basins of the learned and the true F0 (0.69 reached)."""
-MAX_SECONDS = 180.0
-"""Wall-clock bound of the whole run (load, train, evaluate): about 40 s of CPU time on one thread, up to
-about 90 s on a busy two-core machine; the bound leaves room for slower shared runners."""
 FORCINGS = (("P", "prcp"), ("T", "tmean"), ("PET", "pet"))
 
 
@@ -59,7 +55,6 @@ def test_hourly_twin_is_deterministic_and_has_infiltration_excess_storms():
 @pytest.mark.requires("dmg-core>=0.3", "dmg-hydro-adapter>=0.3")
 def test_multi_timescale_example_learns_the_hourly_twin(tmp_path):
     run = tmp_path / "run"
-    started = time.perf_counter()
     command = [sys.executable, "-m", "dmg.core.cli", "train", str(EXAMPLE), "--run-dir", str(run)]
     result = subprocess.run(
         [*command, "--set", "evaluate.plots=false"],
@@ -68,7 +63,6 @@ def test_multi_timescale_example_learns_the_hourly_twin(tmp_path):
         check=False,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     report = json.loads((run / "evaluations" / "test_best" / "metrics.json").read_text())
     nse = report["targets"]["Q"]["summary"]["nse"]["median"]
@@ -77,4 +71,3 @@ def test_multi_timescale_example_learns_the_hourly_twin(tmp_path):
     assert f0["median_abs_error_of_range"] < MAX_F0_ERROR, result.stdout
     assert f0["correlation"] is not None and f0["correlation"] > MIN_F0_CORRELATION, result.stdout
     assert set(report["parameters"]) >= {"coarse.FC", "coarse.BETA", "fine.F0", "fine.FMIN"}
-    assert seconds < MAX_SECONDS, f"the run took {seconds:.0f} s"
