@@ -53,6 +53,9 @@ class LightResponse(SeriesModel):
 
     Config = LightResponseConfig
     warmup_modes = ("inline", "spinup")
+    stream_memory = 0
+    """Each step's output depends on that step alone: run step by step (:mod:`dmg.core.stepping`), it
+    needs no past inputs."""
 
     forcings = (Variable("PAR", "µmol/m²/s", "photosynthetically active radiation", (0.0, 2000.0)),)
     physical_parameters = (
