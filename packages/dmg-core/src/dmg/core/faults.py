@@ -3,7 +3,8 @@
 Writes and training steps call :func:`fault_point`. Without the environment variables below it
 does nothing. ``DMG_FAULT_LOG=FILE`` appends one line per point reached (its number and label), and
 ``DMG_FAULT_KILL_AT=N`` sends the process SIGKILL at its N-th point, so a test can kill a run at
-an exact place: inside a checkpoint write, between two checkpoints, between minibatches.
+an exact place: inside a checkpoint write, between two checkpoints, between minibatches, between a
+simulation's chunks (``simulated chunk N``, before the chunk's file is written) or before its final file.
 """
 
 from __future__ import annotations
