@@ -385,13 +385,20 @@ def simulate_domain(
     if failures:
         raise InputError(failures[0])
     if distributed.is_main:
-        missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
-        if missing:
-            raise InputError(f"{partial.path}: chunks {missing[:10]} were not written; run the same command again")
-        _assemble(partial, plan, target, units, dates)
-        fault_point(f"assembled: {target.name}")
-        shutil.rmtree(partial.path)
-    distributed.barrier()
+        try:
+            missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
+            if missing:
+                raise InputError(f"{partial.path}: chunks {missing[:10]} were not written; run the same command again")
+            _assemble(partial, plan, target, units, dates)
+            fault_point(f"assembled: {target.name}")
+            shutil.rmtree(partial.path)
+        except DmgError as exc:
+            if not distributed.enabled:
+                raise
+            failure = str(exc)
+    failure = distributed.broadcast(failure)  # the other processes wait for the final file, or its failure
+    if failure is not None:
+        raise InputError(failure)
     return target
 
 
