@@ -108,7 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--end", help="last date (YYYY-MM-DD); default: last date of the data")
     p.add_argument("--units", nargs="+", help="unit ids (default: every unit of the dataset)")
     p.add_argument("--name", help="file name (no folders) of the predictions under RUN_DIR/simulations/")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing predictions file of that name")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing predictions file of that name, and discard an unfinished simulation of that "
+        "name started with other options",
+    )
     p.add_argument("--checkpoint", metavar="best|last|PATH", default="best", help="checkpoint to simulate with")
     p.add_argument(
         "--save-state",
