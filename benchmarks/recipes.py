@@ -17,7 +17,7 @@ stopped. The table of docs/tutorials/dhbv_camels.md was made with::
 
 Variations of a recipe are further recipes with keys overridden, e.g.::
 
-    python benchmarks/recipes.py --recipe new --recipe no_dropout=new --set no_dropout:model.nn.dropout=0.0
+    python benchmarks/recipes.py --recipe new --recipe dropout=new --set dropout:model.nn.dropout=0.5
 """
 
 from __future__ import annotations
