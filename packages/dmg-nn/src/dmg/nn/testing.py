@@ -27,7 +27,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_origin
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -151,7 +151,7 @@ def check_config(cls: type[nn.Module], config: Config = None) -> None:
         for key, field in model.model_fields.items():
             assert not field.is_required(), f"{name}: option {prefix}{key} has no default"
             assert field.description, f"{name}: option {prefix}{key} has no description"
-            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            if isinstance(field.annotation, type) and get_origin(field.annotation) is None and issubclass(field.annotation, BaseModel):
                 walk(field.annotation, f"{prefix}{key}.")
 
     walk(Config, "")
