@@ -151,8 +151,9 @@ def check_config(cls: type[nn.Module], config: Config = None) -> None:
         for key, field in model.model_fields.items():
             assert not field.is_required(), f"{name}: option {prefix}{key} has no default"
             assert field.description, f"{name}: option {prefix}{key} has no description"
-            if isinstance(field.annotation, type) and get_origin(field.annotation) is None and issubclass(field.annotation, BaseModel):
-                walk(field.annotation, f"{prefix}{key}.")
+            annotation = field.annotation  # list[...] passes isinstance(..., type) on Python 3.10
+            if isinstance(annotation, type) and get_origin(annotation) is None and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{key}.")
 
     walk(Config, "")
     Config()
