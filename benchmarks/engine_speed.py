@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch._functorch.config  # the compiled backend sets one of its options on creation
 from torch import nn
 
 from dmg.core import Batch, Chain, DeltaModel, ParameterLearning, provenance

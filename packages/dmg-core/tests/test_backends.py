@@ -137,3 +137,13 @@ def test_without_a_compiler_the_kernel_backend_runs_eagerly_with_one_warning(mon
     with pytest.warns(UserWarning, match="kernel cannot run ToyReservoir .no C compiler found"):
         out = model(forcings, params, engine=Engine(backend=KernelBackend()))
     assert torch.equal(out["Q"], model(forcings, params)["Q"])
+
+
+def test_the_compiled_backend_is_created_in_a_fresh_process():
+    """Creating it sets a torch._functorch option: the submodule must be imported by dmg, not by chance."""
+    created = subprocess.run(
+        [sys.executable, "-c", "from dmg.core.engine import Engine; print(Engine.create('compiled').backend.name)"],
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0 and created.stdout.strip() == "compiled", created.stderr

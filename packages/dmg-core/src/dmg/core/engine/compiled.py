@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch._functorch.config  # a submodule torch does not import on its own
 from pydantic import Field
 
 from dmg.core.engine.backends import Backend, BackendConfig, Loop
