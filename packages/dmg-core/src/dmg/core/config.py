@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeGuard, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -877,7 +877,7 @@ def _fields_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     return sorted(current.model_fields) if current is not None else []
 
 
-def is_model_class(value: Any) -> bool:
+def is_model_class(value: Any) -> TypeGuard[type[BaseModel]]:
     """Whether ``value`` is a pydantic model class (``dict[str, X]`` is not, although Python 3.10 calls it a type)."""
     return isinstance(value, type) and get_origin(value) is None and issubclass(value, BaseModel)
 
