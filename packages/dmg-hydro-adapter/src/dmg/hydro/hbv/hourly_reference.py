@@ -18,7 +18,6 @@ Multi-timescale cases (``mts_*``) are not read here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dmg.core import Chain, InputError
+from dmg.core import Chain
 from dmg.core.signature import NO_PROCESSES
 from dmg.hydro.gauges import GaugeRouting, RoutingPairs
 from dmg.hydro.hbv.base import HBVBase
 from dmg.hydro.hbv.hourly import HBV2Hourly, HBV21Hourly
-from dmg.hydro.hbv.reference import PUBLISHED_ATTRIBUTES, PUBLISHED_FORCINGS, PUBLISHED_STATES, parameter_name
+from dmg.hydro.hbv.reference import PUBLISHED_ATTRIBUTES, PUBLISHED_STATES, parameter_name, read_reference
 from dmg.hydro.routing import HourlyGammaRouting
 
 PUBLISHED_HOURLY_MODELS: dict[str, type[HBVBase]] = {"Hbv_2_hourly": HBV2Hourly, "Hbv_2_1_hourly": HBV21Hourly}
@@ -179,15 +178,7 @@ def load_hourly_reference(path: str | Path) -> dict[str, HourlyReferenceCase]:
     InputError
         If ``path`` does not exist (the message names it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"reference file {path} does not exist")
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays["meta_json"]))
-    x = torch.from_numpy(arrays["x_phy"])
-    variables = meta.get("variables", list(PUBLISHED_FORCINGS))
-    forcings = {PUBLISHED_FORCINGS[v]: x[..., i] for i, v in enumerate(variables)}
+    arrays, meta, forcings = read_reference(path)
     attributes = {dmg: torch.from_numpy(arrays[key]) for key, dmg in PUBLISHED_ATTRIBUTES.items()}
     attributes["area"] = torch.from_numpy(arrays["areas"])
     pairs = RoutingPairs.from_topology(torch.from_numpy(arrays["outlet_topo"]))

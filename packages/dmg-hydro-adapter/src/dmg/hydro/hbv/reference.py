@@ -137,6 +137,30 @@ def load_reference(path: str | Path) -> dict[str, ReferenceCase]:
     InputError
         If ``path`` does not exist (the message names it).
     """
+    arrays, meta, forcings = read_reference(path)
+    attributes = {dmg: torch.from_numpy(arrays[key]) for key, dmg in PUBLISHED_ATTRIBUTES.items() if key in arrays}
+    return {name: _case(name, info, arrays, forcings, attributes) for name, info in meta["cases"].items()}
+
+
+def read_reference(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, torch.Tensor]]:
+    """The arrays, the metadata and the forcings (in dmg names) of a reference file.
+
+    Parameters
+    ----------
+    path
+        A reference file (``.npz``) of the published implementation, daily or hourly.
+
+    Returns
+    -------
+    tuple
+        Every array of the file by key, its metadata (``meta_json``) and the forcings of
+        ``x_phy`` by dmg name, each ``[time, unit]``.
+
+    Raises
+    ------
+    InputError
+        If ``path`` does not exist (the message names it).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"reference file {path} does not exist")
@@ -146,8 +170,7 @@ def load_reference(path: str | Path) -> dict[str, ReferenceCase]:
     x = torch.from_numpy(arrays["x_phy"])
     variables = meta.get("variables", list(PUBLISHED_FORCINGS))
     forcings = {PUBLISHED_FORCINGS[v]: x[..., i] for i, v in enumerate(variables)}
-    attributes = {dmg: torch.from_numpy(arrays[key]) for key, dmg in PUBLISHED_ATTRIBUTES.items() if key in arrays}
-    return {name: _case(name, info, arrays, forcings, attributes) for name, info in meta["cases"].items()}
+    return arrays, meta, forcings
 
 
 def _case(
