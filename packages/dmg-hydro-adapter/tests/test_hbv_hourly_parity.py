@@ -18,6 +18,7 @@ from torch import nn
 
 from dmg.core import Batch, DeltaModel, ParameterLearning
 from dmg.hydro.hbv.hourly_reference import HourlyReferenceCase, load_hourly_reference
+from dmg.hydro.hbv.reference import worst_ratio
 
 REFERENCE = (
     Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "hbv_hourly_reference_hydrodl2_1.4.0.npz"
@@ -30,13 +31,6 @@ def reference() -> dict[str, HourlyReferenceCase]:
     if not REFERENCE.is_file():
         pytest.skip(f"reference outputs not found: {REFERENCE}")
     return load_hourly_reference(REFERENCE)
-
-
-def worst_ratio(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5, abs_: float = 1e-6) -> float:
-    """Largest deviation divided by the allowed one; parity holds when <= 1."""
-    assert ours.shape == ref.shape, f"shape {tuple(ours.shape)} != reference {tuple(ref.shape)}"
-    allowed = rel * float(ref.abs().max()) + abs_
-    return float((ours.double() - ref.double()).abs().max()) / allowed
 
 
 def beyond(ratios: dict[str, float]) -> dict[str, float]:

@@ -23,6 +23,7 @@ from dmg.core.multiscale_learning import ScaleParameterLearning
 from dmg.hydro import HBV2
 from dmg.hydro.gauges import GaugeRouting, RoutingPairs
 from dmg.hydro.hbv import HBV2Hourly, HBV21Hourly
+from dmg.hydro.hbv.reference import worst_ratio
 from dmg.hydro.multiscale import PUBLISHED_DAYS, hbv_multi_timescale
 
 REFERENCE = (
@@ -32,13 +33,6 @@ CASES = {"mts_h2h_n1": HBV2Hourly, "mts_h21h_n2": HBV21Hourly}
 STATES = {"SNOWPACK": "SP", "MELTWATER": "MW", "SM": "SM", "SUZ": "SUZ", "SLZ": "SLZ"}
 HOURS = 336
 SPAN = PUBLISHED_DAYS * 24
-
-
-def worst_ratio(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5, abs_: float = 1e-6) -> float:
-    """Largest deviation divided by the allowed one; parity holds when <= 1."""
-    assert ours.shape == ref.shape, f"shape {tuple(ours.shape)} != reference {tuple(ref.shape)}"
-    allowed = rel * float(ref.abs().max()) + abs_
-    return float((ours.double() - ref.double()).abs().max()) / allowed
 
 
 class Case:

@@ -66,6 +66,33 @@ def parameter_name(published: str) -> str:
     return published[3:] if published.startswith("par") else published
 
 
+def worst_ratio(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5, abs_: float = 1e-6) -> float:
+    """Largest deviation from a reference series divided by the allowed one; parity holds when <= 1.
+
+    Parameters
+    ----------
+    ours, ref
+        Our series and the published one, of the same shape.
+    rel, abs_
+        The allowed deviation, ``rel * max|ref| + abs_`` (by default the parity tolerance of
+        ``docs/hydrology/hbv.md``).
+
+    Returns
+    -------
+    float
+        ``max|ours - ref| / (rel * max|ref| + abs_)``, computed in float64.
+
+    Raises
+    ------
+    AssertionError
+        If the shapes differ (the message gives both).
+    """
+    if ours.shape != ref.shape:
+        raise AssertionError(f"shape {tuple(ours.shape)} != reference {tuple(ref.shape)}")
+    allowed = rel * float(ref.abs().max()) + abs_
+    return float((ours.double() - ref.double()).abs().max()) / allowed
+
+
 @dataclass
 class ReferenceCase:
     """One reference run: configuration, inputs, and the published outputs in dmg names.
