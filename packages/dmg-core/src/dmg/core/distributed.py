@@ -10,13 +10,16 @@ with the same number of processes. Without ``torchrun`` everything runs in one p
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from dmg.core.errors import ConfigError, InputError
+from dmg.core.errors import ConfigError, DmgError, InputError
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,6 +102,40 @@ class Distributed:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def on_main(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in rank 0 and give its result to every process.
+
+        Parameters
+        ----------
+        work
+            What only rank 0 does (e.g. write a file); its result must be picklable.
+
+        Returns
+        -------
+        T
+            The result of ``work`` in rank 0, in every process.
+
+        Raises
+        ------
+        DmgError
+            Without ``torchrun``, whatever error of dmg ``work`` raised, unchanged.
+        InputError
+            Under ``torchrun``, in every process, if ``work`` raised an error of dmg (its message),
+            instead of leaving the other processes waiting.
+        """
+        status: tuple[str, Any] | None = None
+        if self.is_main:
+            try:
+                status = ("ok", work())
+            except DmgError as exc:
+                if not self.enabled:
+                    raise
+                status = ("error", str(exc))
+        kind, detail = self.broadcast(status)
+        if kind == "error":
+            raise InputError(detail)
+        return detail
 
     def barrier(self) -> None:
         """Wait until every process arrives here."""

@@ -345,25 +345,15 @@ def simulate_domain(
     partial = PartialSimulation(stem.with_name(stem.name + PARTIAL_SUFFIX))
     target = stem.with_name(stem.name + SUFFIXES[fmt])
 
-    status: tuple[str, Any] = ("ok", [])
-    if distributed.is_main:
-        try:
-            existing = [p for p in (stem.with_name(stem.name + s) for s in SUFFIXES.values()) if p.exists()]
-            if existing and not overwrite:
-                raise InputError(
-                    f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it"
-                )
-            done = partial.prepare(plan, overwrite)
-            _remove_leftovers(target)
-            status = ("ok", done)
-        except DmgError as exc:
-            if not distributed.enabled:
-                raise
-            status = ("error", str(exc))
-    kind, detail = distributed.broadcast(status)
-    if kind == "error":
-        raise InputError(detail)
-    finished = set(detail)
+    def prepare() -> list[int]:
+        existing = [p for p in (stem.with_name(stem.name + s) for s in SUFFIXES.values()) if p.exists()]
+        if existing and not overwrite:
+            raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
+        done = partial.prepare(plan, overwrite)
+        _remove_leftovers(target)
+        return done
+
+    finished = set(distributed.on_main(prepare))
     todo = [i for i in range(plan.n_chunks) if i not in finished]
     if finished:
         say(f"continuing {partial.path}: {len(finished)} of {plan.n_chunks} chunks already done")
@@ -384,21 +374,16 @@ def simulate_domain(
     failures = [f for f in distributed.gather(failure) if f is not None]
     if failures:
         raise InputError(failures[0])
-    if distributed.is_main:
-        try:
-            missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
-            if missing:
-                raise InputError(f"{partial.path}: chunks {missing[:10]} were not written; run the same command again")
-            _assemble(partial, plan, target, units, dates)
-            fault_point(f"assembled: {target.name}")
-            shutil.rmtree(partial.path)
-        except DmgError as exc:
-            if not distributed.enabled:
-                raise
-            failure = str(exc)
-    failure = distributed.broadcast(failure)  # the other processes wait for the final file, or its failure
-    if failure is not None:
-        raise InputError(failure)
+
+    def assemble() -> None:
+        missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
+        if missing:
+            raise InputError(f"{partial.path}: chunks {missing[:10]} were not written; run the same command again")
+        _assemble(partial, plan, target, units, dates)
+        fault_point(f"assembled: {target.name}")
+        shutil.rmtree(partial.path)
+
+    distributed.on_main(assemble)  # the other processes wait for the final file, or its failure
     return target
 
 

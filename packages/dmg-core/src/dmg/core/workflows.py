@@ -33,7 +33,7 @@ from dmg.core.config import (
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.distributed import Distributed, resolve_device
-from dmg.core.errors import DmgError, InputError
+from dmg.core.errors import InputError
 from dmg.core.evaluation import load_normalizer, load_trained
 from dmg.core.io import atomic_path
 from dmg.core.run_data import check_targets, period_data, unit_split
@@ -78,24 +78,17 @@ def train(
     train_data, _ = _training_data(config, dataset, train_ids)
     normalizer = config.data.roles.fit_normalizer(train_data)
     with contextlib.ExitStack() as held:
-        status: tuple[str, str] | None = None
-        if distributed.is_main:
-            try:
-                folder = RunFolder.prepare_new(run_path(config, run_dir))
-                held.enter_context(folder.lock("dmg train"))
-                folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
-                folder.remove_unfinished_start()
-                _write_start(folder, config)
-                normalizer.save(folder.normalizer)
-                status = ("ok", str(folder.path))
-            except DmgError as exc:
-                if not distributed.enabled:
-                    raise
-                status = ("error", str(exc))
-        kind, detail = distributed.broadcast(status)
-        if kind == "error":
-            raise InputError(detail)
-        folder = RunFolder(Path(detail))
+
+        def start() -> str:
+            folder = RunFolder.prepare_new(run_path(config, run_dir))
+            held.enter_context(folder.lock("dmg train"))
+            folder = RunFolder.prepare_new(folder.path)  # checked again, holding the lock
+            folder.remove_unfinished_start()
+            _write_start(folder, config)
+            normalizer.save(folder.normalizer)
+            return str(folder.path)
+
+        folder = RunFolder(Path(distributed.on_main(start)))
         if announce is not None and distributed.is_main:
             announce(folder)
         try:
