@@ -35,7 +35,7 @@ from dmg.hydro.hbv import HBV2, HBV2Hourly
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.multiscale import hbv_multi_timescale
 from dmg.hydro.pet import hargreaves
-from dmg.hydro.twin import _attributes
+from dmg.hydro.twin import _attributes, _daily_temperature
 
 VARYING = ("coarse.FC", "coarse.BETA", "coarse.K1", "coarse.PERC", "fine.F0")
 """Parameters that vary from basin to basin with the attributes; the others are one value for all."""
@@ -142,18 +142,9 @@ def _hourly_weather(
 ) -> dict[str, np.ndarray]:
     """Hourly temperature (°C), storm rainfall (mm/h) and PET (mm/h), each ``[unit, hour]``."""
     n_units, n_time = attrs["lat"].size, dates.size
-    n_days = n_time // 24
     days = dates[::24].astype("datetime64[D]")
     doy = (days - days.astype("datetime64[Y]")).astype(int) + 1
-    season = np.cos(2.0 * np.pi * (doy - 200) / 365.0)[None, :]
-    mean_t = 24.0 - 0.55 * (attrs["lat"] - 30.0) - 0.0065 * attrs["elevation"]
-    amplitude = 6.0 + 0.35 * (attrs["lat"] - 30.0)
-    anomaly = np.zeros((n_units, n_days))
-    shocks = rng.standard_normal((n_units, n_days)) * 2.5
-    for d in range(1, n_days):
-        anomaly[:, d] = 0.7 * anomaly[:, d - 1] + shocks[:, d]
-    daily_t = mean_t[:, None] + amplitude[:, None] * season + anomaly
-    spread = 8.0 + 4.0 * rng.random((n_units, n_days))
+    daily_t, spread = _daily_temperature(rng, attrs, doy)
     hour = np.arange(24)
     diurnal = np.sin(2.0 * np.pi * (hour - 9) / 24.0)  # warmest mid-afternoon
     tmean = (daily_t[:, :, None] + 0.5 * spread[:, :, None] * diurnal[None, None, :]).reshape(n_units, n_time)

@@ -124,18 +124,43 @@ def _attributes(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def _weather(rng: np.random.Generator, attrs: dict[str, np.ndarray], dates: np.ndarray) -> dict[str, np.ndarray]:
-    n_units, n_time = attrs["lat"].size, dates.size
-    doy = (dates - dates.astype("datetime64[Y]")).astype(int) + 1
+def _daily_temperature(
+    rng: np.random.Generator, attrs: dict[str, np.ndarray], doy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Daily mean temperature and daily temperature range (°C), each ``[unit, day]``.
+
+    Parameters
+    ----------
+    rng
+        Draws the daily anomalies (an AR(1) process), then the ranges.
+    attrs
+        Basin attributes: ``lat`` (degrees N) and ``elevation`` (m) set each basin's mean and
+        seasonal amplitude.
+    doy
+        Day of the year of each day (1-366).
+
+    Returns
+    -------
+    tuple
+        ``tmean`` and ``spread`` (``tmax - tmin``).
+    """
+    n_units, n_days = attrs["lat"].size, doy.size
     season = np.cos(2.0 * np.pi * (doy - 200) / 365.0)[None, :]
     mean_t = 24.0 - 0.55 * (attrs["lat"] - 30.0) - 0.0065 * attrs["elevation"]
     amplitude = 6.0 + 0.35 * (attrs["lat"] - 30.0)
-    anomaly = np.zeros((n_units, n_time))
-    shocks = rng.standard_normal((n_units, n_time)) * 2.5
-    for t in range(1, n_time):
-        anomaly[:, t] = 0.7 * anomaly[:, t - 1] + shocks[:, t]
+    anomaly = np.zeros((n_units, n_days))
+    shocks = rng.standard_normal((n_units, n_days)) * 2.5
+    for d in range(1, n_days):
+        anomaly[:, d] = 0.7 * anomaly[:, d - 1] + shocks[:, d]
     tmean = mean_t[:, None] + amplitude[:, None] * season + anomaly
-    spread = 8.0 + 4.0 * rng.random((n_units, n_time))
+    spread = 8.0 + 4.0 * rng.random((n_units, n_days))
+    return tmean, spread
+
+
+def _weather(rng: np.random.Generator, attrs: dict[str, np.ndarray], dates: np.ndarray) -> dict[str, np.ndarray]:
+    n_units, n_time = attrs["lat"].size, dates.size
+    doy = (dates - dates.astype("datetime64[Y]")).astype(int) + 1
+    tmean, spread = _daily_temperature(rng, attrs, doy)
     tmin, tmax = tmean - spread / 2.0, tmean + spread / 2.0
     # wet-day Markov chain: drier basins (higher aridity) have fewer and smaller events
     p_wet_after_dry = np.clip(0.35 - 0.08 * attrs["aridity"], 0.08, 0.5)[:, None]
