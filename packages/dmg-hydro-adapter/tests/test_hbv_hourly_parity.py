@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from dmg.core import Batch, DeltaModel, ParameterLearning
 from dmg.hydro.hbv.hourly_reference import HourlyReferenceCase, load_hourly_reference
-from dmg.hydro.hbv.reference import worst_ratio
+from dmg.hydro.hbv.reference import FixedOutput, worst_ratio
 
 REFERENCE = (
     Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "hbv_hourly_reference_hydrodl2_1.4.0.npz"
@@ -82,17 +81,6 @@ def test_every_state_and_flux_after_every_hour(reference, name):
         rate = case.diagnostics[published]
         diagnostics[ours] = worst_ratio(fluxes[ours], rate if ours == "evapfactor" else rate / 24)
     assert not beyond(diagnostics), f"{name}: fluxes beyond the parity tolerance: {diagnostics}"
-
-
-class FixedOutput(nn.Module):
-    """A stand-in network that returns given raw parameters."""
-
-    def __init__(self, output):
-        super().__init__()
-        self.output = output
-
-    def forward(self, x):
-        return self.output
 
 
 @pytest.mark.parametrize("name", CASES)

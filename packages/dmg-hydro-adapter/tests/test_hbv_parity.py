@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from dmg.core import Batch, DeltaModel, ParameterLearning
 from dmg.hydro import HBV
-from dmg.hydro.hbv.reference import ReferenceCase, load_reference, worst_ratio
+from dmg.hydro.hbv.reference import FixedOutput, ReferenceCase, load_reference, worst_ratio
 
 REFERENCE = (
     Path(__file__).resolve().parents[3] / ".." / "shared" / "reference" / "hbv_reference_hydrodl2_1.4.0.npz"
@@ -68,17 +67,6 @@ def test_parity_from_physical_parameters(reference, name):
     assert len([k for k in ratios if k.startswith("state")]) == 5
     bad = {k: round(v, 3) for k, v in ratios.items() if v > 1.0}
     assert not bad, f"{name}: outputs beyond the parity tolerance (ratio to allowed deviation): {bad}"
-
-
-class FixedOutput(nn.Module):
-    """A stand-in network that returns given raw parameters."""
-
-    def __init__(self, output):
-        super().__init__()
-        self.output = output
-
-    def forward(self, x):
-        return self.output
 
 
 def delta_model(case: ReferenceCase) -> DeltaModel:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from dmg.core import Batch, Chain, DeltaModel, integrate
 from dmg.core.multiscale import MultiTimescale
@@ -23,7 +22,7 @@ from dmg.core.multiscale_learning import ScaleParameterLearning
 from dmg.hydro import HBV2
 from dmg.hydro.gauges import GaugeRouting, RoutingPairs
 from dmg.hydro.hbv import HBV2Hourly, HBV21Hourly
-from dmg.hydro.hbv.reference import worst_ratio
+from dmg.hydro.hbv.reference import FixedOutput, worst_ratio
 from dmg.hydro.multiscale import PUBLISHED_DAYS, hbv_multi_timescale
 
 REFERENCE = (
@@ -188,17 +187,6 @@ def test_parity_of_gauge_streamflow_with_routing_in_the_hourly_model(cases, name
     assert not bad, f"{name}: beyond the parity tolerance (ratio to the allowed deviation): {bad}"
 
 
-class FixedOutput(nn.Module):
-    """A stand-in network that returns given raw (dynamic, static) outputs."""
-
-    def __init__(self, dynamic: torch.Tensor, static: torch.Tensor) -> None:
-        super().__init__()
-        self.output = (dynamic, static)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.output
-
-
 @pytest.mark.parametrize("name", CASES)
 def test_parity_from_raw_network_outputs_at_each_time_scale(cases, name):
     """The daily network's [0, 1] outputs over the 351 days and the hourly one's over the 336 hours, through
@@ -209,8 +197,8 @@ def test_parity_from_raw_network_outputs_at_each_time_scale(cases, name):
     hourly_static = case["hif_raw_params_static"][:, -n_own * case.nmul :]
     model = DeltaModel(
         {
-            "daily": FixedOutput(case["lof_raw_params_dyn"], case["lof_raw_params_static"]),
-            "hourly": FixedOutput(case["hif_raw_params_dyn"], hourly_static),
+            "daily": FixedOutput((case["lof_raw_params_dyn"], case["lof_raw_params_static"])),
+            "hourly": FixedOutput((case["hif_raw_params_dyn"], hourly_static)),
         },
         mts,
         [

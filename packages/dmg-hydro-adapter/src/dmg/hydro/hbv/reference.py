@@ -93,6 +93,25 @@ def worst_ratio(ours: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5, abs_: 
     return float((ours.double() - ref.double()).abs().max()) / allowed
 
 
+class FixedOutput(torch.nn.Module):
+    """A stand-in network that returns given raw parameters, e.g. those of a reference case.
+
+    Parameters
+    ----------
+    output
+        What :meth:`forward` returns whatever its input: a tensor, or the ``(dynamic, static)``
+        pair of a model with static parameters.
+    """
+
+    def __init__(self, output: Any) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """The given raw parameters (``x`` is ignored)."""
+        return self.output
+
+
 @dataclass
 class ReferenceCase:
     """One reference run: configuration, inputs, and the published outputs in dmg names.
