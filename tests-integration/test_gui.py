@@ -61,6 +61,9 @@ def server(workdir: Path, tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background jobs with Ctrl-C ignored, and children inherit that:
+        # give the server the default disposition, so that Ctrl-C stops it as it does in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url = ""
@@ -73,7 +76,7 @@ def server(workdir: Path, tmp_path: Path) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            _, err = process.communicate(timeout=60)  # a loaded machine may take a while to stop the checks
+            _, err = process.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
