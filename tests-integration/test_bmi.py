@@ -1,5 +1,5 @@
 """The Basic Model Interface: the CSDMS bmi-tester passes against :class:`dmg.core.bmi.DmgBmi` for a trained
-δHBV run and a trained SIR run, and a BMI run stepped day by day equals ``dmg simulate`` step by step."""
+δHBV run and a trained SIR run, and a BMI run stepped day by day equals ``dmg simulate`` over the same period."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 
 pytest.importorskip("bmipy")
 
-from dmg.core import states
+from dmg.core import states, workflows
 from dmg.core.bmi import DmgBmi
 from dmg.core.build import load_dataset
 from dmg.core.config import load_config
@@ -45,7 +45,11 @@ def _stepped(config_file: Path, output: str) -> np.ndarray:
 
 
 def _simulated(run: Path, start: str | None, end: str, output: str, **options: object) -> np.ndarray:
-    path, _ = states.simulate(run, start, end, name="bmi_reference", overwrite=True, **options)
+    """``output`` of ``dmg simulate`` (with ``from_state``: of ``dmg simulate --from-state``), ``[time, unit]``."""
+    if options:
+        path, _ = states.simulate(run, start, end, name="bmi_reference", overwrite=True, **options)
+    else:
+        path = workflows.simulate(run, start, end, name="bmi_reference", overwrite=True, chunk_units=3)
     if path.suffix == ".npz":
         with np.load(path) as saved:
             return saved[output]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dmg.core import states
+from dmg.core import states, workflows
 from dmg.core.cli import main
 
 TOLERANCE = 1e-6
@@ -30,8 +30,9 @@ def _values(path: Path) -> dict[str, np.ndarray]:
 
 
 def _split_difference(run: Path, start: str, split: str, end: str) -> dict[str, float]:
-    """Simulate ``start``-``end`` in one go and split after ``split``; the largest relative difference per output."""
-    whole, _ = states.simulate(run, start, end, name="whole", overwrite=True)
+    """``dmg simulate`` ``start``-``end`` in one go (in chunks of units) and split after ``split`` with a state;
+    the largest relative difference per output."""
+    whole = workflows.simulate(run, start, end, name="whole", overwrite=True, chunk_units=3)
     first, saved = states.simulate(run, start, split, name="first", overwrite=True, save_state=split)
     assert saved is not None and saved.is_file()
     second, _ = states.simulate(run, None, end, name="second", overwrite=True, from_state=saved)
@@ -67,6 +68,7 @@ def test_the_state_holds_every_part_of_the_model(hbv_run):
     assert set(saved.state.memory["routing"]) >= {"Q", "Q0", "Q1", "Q2"}
     assert saved.state.memory["routing"]["Q"].shape == (14, 4)  # the unit hydrograph's 15 days, less today
     assert set(saved.state.networks["default"]) == {"h", "c"}  # the LSTM's recurrent state
+    assert saved.state.parameters["FC"].shape == (4, 4) and saved.state.parameters["route_a"].shape == (4,)
     assert str(saved.date) == "2001-07-20" and saved.unit_ids == ("twin0000", "twin0001", "twin0002", "twin0003")
 
 

@@ -192,8 +192,8 @@ def test_the_command_line_takes_the_chunk_size(run, capsys):
     assert (run / "simulations" / "cli.npz").is_file()
     assert main(["simulate", str(run), "--name", "cli0", "--chunk-units", "0"]) == 2
     assert "--chunk-units must be at least 1, got 0" in capsys.readouterr().err
-    assert main(["simulate", str(run), "--stepwise", "--chunk-units", "4"]) == 2
-    assert "--chunk-units: --save-state, --from-state and --stepwise run every unit at once" in capsys.readouterr().err
+    assert main(["simulate", str(run), "--save-state", "2000-03-10", "--chunk-units", "4"]) == 2
+    assert "--chunk-units: --save-state and --from-state simulate every unit at once" in capsys.readouterr().err
 
 
 def test_only_the_outputs_asked_for_are_written(run):

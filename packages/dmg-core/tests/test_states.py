@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from dmg.core import (
     SeriesModel,
     Variable,
     states,
+    workflows,
 )
 from dmg.core.cli import main
 from dmg.core.data import Batch
@@ -127,6 +130,69 @@ def test_with_static_parameters_stepping_equals_the_window_run():
     torch.testing.assert_close(stepped.state["runoff.S"], window.state["runoff.S"])
 
 
+def _dynamic_model(network: type[nn.Module]) -> DeltaModel:
+    """A model with a dynamic parameter (``k``), static ones (``c``, per component; ``w``, shared) and a buffer."""
+    physics = Chain(runoff=ToyReservoir(nmul=2, dynamic=["k"]), routing=Lagged())
+    coupling = ParameterLearning()
+    return DeltaModel(network(coupling.n_outputs(physics)), physics, coupling).eval()
+
+
+@pytest.mark.parametrize("network", [Recurrent, Streaming])
+def test_blocks_of_any_size_give_the_same_run(network):
+    model = _dynamic_model(network)
+    whole = Stepper(model)
+    whole.warm_up(_batch(0, 10))
+    reference = whole.advance(_batch(10, N_TIME))
+    daily = Stepper(model)
+    daily.warm_up(_batch(0, 10))
+    steps = [daily.advance(_batch(t, t + 1)) for t in range(10, N_TIME)]
+    for name in ("Q", "ET", "Qlag"):
+        torch.testing.assert_close(torch.cat([s[name] for s in steps]), reference[name], rtol=1e-6, atol=1e-7)
+    assert daily.state().steps == whole.state().steps == N_TIME
+
+
+def _perturbed_after(step: int) -> Batch:
+    batch = _batch()
+    batch.forcings = {k: torch.cat([v[:step], v[step:] * 3 + 1]) for k, v in batch.forcings.items()}
+    batch.nn_inputs = torch.cat([batch.nn_inputs[:step], -batch.nn_inputs[step:]])
+    return batch
+
+
+def test_a_stepped_run_is_causal_unlike_a_window_run():
+    model, cut = _dynamic_model(Streaming), 25
+    runs = []
+    for batch in (_batch(), _perturbed_after(cut)):
+        stepper = Stepper(model)
+        stepper.warm_up(
+            replace(batch, forcings={k: v[:10] for k, v in batch.forcings.items()}, nn_inputs=batch.nn_inputs[:10])
+        )
+        later = replace(batch, forcings={k: v[10:] for k, v in batch.forcings.items()}, nn_inputs=batch.nn_inputs[10:])
+        runs.append(stepper.advance(later)["Q"])
+    torch.testing.assert_close(runs[0][: cut - 10], runs[1][: cut - 10], rtol=0, atol=0)
+    window = [model(replace(b, warmup=10))["Q"] for b in (_batch(), _perturbed_after(cut))]
+    assert not torch.allclose(window[0][: cut - 10], window[1][: cut - 10])  # static parameters from the last step
+
+
+def test_static_parameters_are_held_from_the_end_of_the_warm_up():
+    model = _dynamic_model(Streaming)
+    stepper = Stepper(model)
+    stepper.warm_up(_batch(0, 12))
+    held = stepper.state().parameters
+    spec = model.phy_model.parameter_spec
+    expected = spec.from_raw(model.networks["default"](_batch(0, 12).nn_inputs))
+    assert set(held) == {"c", "w"}  # static; the dynamic k follows the networks step by step
+    torch.testing.assert_close(held["c"], expected["c"])
+    torch.testing.assert_close(held["w"], expected["w"])
+    stepper.advance(_batch(12, 20))
+    torch.testing.assert_close(stepper.state().parameters["c"], held["c"], rtol=0, atol=0)
+    with pytest.raises(InputError, match="a warm-up comes first"):
+        stepper.warm_up(_batch(20, 22))
+    fresh = Stepper(model)
+    fresh.advance(_batch(0, 5))  # without a warm-up: the networks' output at the first step simulated
+    first = spec.from_raw(model.networks["default"](_batch(0, 1).nn_inputs))
+    torch.testing.assert_close(fresh.state().parameters["c"], first["c"])
+
+
 def test_network_state_is_the_recurrence_or_the_inputs_seen():
     x = _batch().nn_inputs
     out, state = network_step(Streaming(1), x[:5], None, {})
@@ -195,6 +261,18 @@ def test_run_split_with_a_state_file_equals_the_whole(trained):
     np.testing.assert_allclose(np.concatenate([a["Q"], b["Q"]]), w["Q"], rtol=1e-6, atol=1e-7)
     saved = states.read_state(path)
     assert str(saved.next_date) == "2000-04-01T00:00:00" and saved.unit_ids == ("u0", "u1", "u2")
+
+
+def test_simulate_steps_forward_by_default_and_runs_one_window_on_request(trained):
+    period = ("2000-03-01", "2000-04-29")
+    causal = workflows.simulate(trained, *period, name="causal", chunk_units=2)
+    stepped, _ = states.simulate(trained, *period, name="stepped")
+    window = workflows.simulate(trained, *period, overrides=["simulate.parameters=window"], name="window")
+    c, s, w = _load(causal)["Q"], _load(stepped)["Q"], _load(window)["Q"]
+    np.testing.assert_allclose(c, s, rtol=1e-6, atol=1e-7)  # in chunks of units or all at once: one model run
+    assert not np.allclose(c, w, rtol=1e-3)  # static parameters from the period's last step instead
+    with pytest.raises(InputError, match=r"simulate.parameters: 'window'.*--save-state and --from-state need 'causal'"):
+        states.simulate(trained, *period, overrides=["simulate.parameters=window"], name="w", save_state="2000-03-10")
 
 
 def test_state_files_that_do_not_fit_are_refused(trained, tmp_path):

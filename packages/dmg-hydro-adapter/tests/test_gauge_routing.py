@@ -185,3 +185,31 @@ class TestGaugeRoutingKit(PhysicsModelTestKit):
 
     def make_model(self):
         return GaugeRouting()
+
+
+def test_gauge_routing_stepped_carries_the_last_runoff_of_each_pair():
+    """Stepped, each pair keeps its last ``length - 1`` runoff values: from then on every step equals the
+    window run (before, the unit hydrograph is cut to the run so far, as in a window that short)."""
+    from dmg.core import DeltaModel, ParameterLearning
+    from dmg.core.data import Batch
+    from dmg.core.stepping import Stepper
+    from dmg.hydro.hbv.reference import FixedOutput
+
+    routing = GaugeRouting(length=12)
+    assert routing.stream_memory == 11
+    g = torch.Generator().manual_seed(0)
+    n, pairs = 30, 3
+    runoff = torch.rand(n, pairs, generator=g)
+    raw = torch.randn(pairs, ParameterLearning().n_outputs(routing), generator=g)  # static parameters of each pair
+    model = DeltaModel(FixedOutput(raw), routing, ParameterLearning()).eval()
+    x = runoff.unsqueeze(-1)  # the network's inputs (it ignores them)
+    attributes = {"area": torch.tensor([10.0, 20.0, 30.0]), "gauge_area": torch.tensor([60.0, 60.0, 30.0])}
+    window = model(Batch(forcings={"Q": runoff}, nn_inputs=x, attributes=attributes))
+    stepper = Stepper(model)
+    steps = [
+        stepper.advance(Batch(forcings={"Q": runoff[t : t + 1]}, nn_inputs=x[t : t + 1], attributes=attributes))
+        for t in range(n)
+    ]
+    for name in ("streamflow", "lag_loss"):
+        stepped = torch.cat([s[name] for s in steps])
+        torch.testing.assert_close(stepped[11:], window[name][11:], rtol=1e-6, atol=1e-7)

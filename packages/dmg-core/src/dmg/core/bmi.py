@@ -3,8 +3,9 @@
 Frameworks such as NOAA-OWP's NextGen drive models through BMI: they initialise a model from a
 configuration file, set its inputs, advance it step by step and read its outputs. :class:`DmgBmi`
 does this for any run folder ``dmg train`` wrote, whatever its physics model, with the stepping of
-:mod:`dmg.core.stepping`: at each update the networks read the step's inputs (parameters come from
-the inputs seen so far, as in a continuous run) and the physics advances one step.
+:mod:`dmg.core.stepping`: at each update the networks read the step's inputs (dynamic parameters come
+from the inputs seen so far; static ones were set at the end of the warm-up) and the physics advances
+one step. A run updated day by day equals ``dmg simulate`` over the same period.
 
 The configuration file is a small YAML file::
 
@@ -152,7 +153,7 @@ class DmgBmi(Bmi):
             check_state_file(state_file, saved, config, model, data.unit_ids, data.dates[warmup])
             stepper.load(saved.state)
         elif warmup:
-            stepper.advance(self._batch(0, warmup))
+            stepper.warm_up(self._batch(0, warmup))
         if source.step is None:
             raise InputError(f"{path}: the forcing source needs at least two dates to set the time step")
         self._step_seconds = int(np.timedelta64(source.step, "s").astype(np.int64))

@@ -118,18 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--save-state",
         metavar="DATE",
-        help="save the model's whole state at the end of DATE to RUN_DIR/states/DATE.pt (runs step by step)",
+        help="save the model's whole state at the end of DATE to RUN_DIR/states/DATE.pt (every unit at once)",
     )
     p.add_argument(
         "--from-state",
         metavar="FILE",
-        help="start from a state saved by --save-state, at the step after its date (no warm-up; runs step by step)",
-    )
-    p.add_argument(
-        "--stepwise",
-        action="store_true",
-        help="run step by step as an operational run does (parameters from the inputs seen so far), as "
-        "--save-state and --from-state do",
+        help="start from a state saved by --save-state, at the step after its date (no warm-up; every unit at once)",
     )
     p.add_argument(
         "--chunk-units",
@@ -259,10 +253,10 @@ def _print_evaluation(run_dir: str | Path, report: Mapping[str, Any]) -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from dmg.core import workflows
 
-    if args.save_state or args.from_state or args.stepwise:
+    if args.save_state or args.from_state:
         if args.chunk_units is not None:
-            raise InputError("--chunk-units: --save-state, --from-state and --stepwise run every unit at once")
-        return _simulate_stepwise(args)
+            raise InputError("--chunk-units: --save-state and --from-state simulate every unit at once")
+        return _simulate_with_states(args)
     path = workflows.simulate(
         args.run_dir,
         args.start,
@@ -282,7 +276,7 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_stepwise(args: argparse.Namespace) -> int:
+def _simulate_with_states(args: argparse.Namespace) -> int:
     from dmg.core import states
 
     path, state = states.simulate(

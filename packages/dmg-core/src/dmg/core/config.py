@@ -446,6 +446,13 @@ class SimulateConfig(Section):
         description="Model outputs written by `dmg simulate`, e.g. [Q]; default: every [time, unit] output of the "
         "model. Fewer outputs make smaller files on a large domain.",
     )
+    parameters: Literal["causal", "window"] = Field(
+        "causal",
+        description="'causal': the model steps forward as through the BMI, static parameters set by the networks at "
+        "the end of the warm-up and held (outputs up to a date do not depend on later inputs; --save-state and "
+        "--from-state need it); 'window': the period is one window, static parameters from its last step, as in "
+        "training and `dmg evaluate`.",
+    )
 
 
 class RunConfig(Section):

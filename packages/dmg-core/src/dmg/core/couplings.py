@@ -55,6 +55,10 @@ class CouplingContext:
         Parameters for the spin-up pass, or ``None`` to use ``params``.
     processes
         Fillers of the physics model's process slots, filled by couplings.
+    static_step
+        The step of the batch whose network output sets static parameters: the last one (``-1``) in
+        a window run, as in training; a run step by step takes them at its first step (``0``) and
+        holds them (:mod:`dmg.core.stepping`).
     """
 
     batch: Batch
@@ -63,6 +67,7 @@ class CouplingContext:
     params: dict[str, torch.Tensor] = field(default_factory=dict)
     warmup_params: dict[str, torch.Tensor] | None = None
     processes: dict[str, SlotFiller] = field(default_factory=dict)
+    static_step: int = -1
     _network_outputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def network(self, name: str) -> nn.Module:
@@ -156,7 +161,8 @@ class ParameterLearning(Coupling):
 
     * one tensor ``[time, unit, C]`` with ``C = spec.n_channels()``: every learned
       parameter in declaration order and the spec's layout (the published layout);
-      static parameters take the values at the last step, dynamic ones the series;
+      static parameters take the values at the context's ``static_step`` (the last step of a
+      window), dynamic ones the series;
     * one tensor ``[unit, C]``: static parameters only;
     * a pair ``(dynamic [time, unit, Cd], static [unit, Cs])``: the split layout of
       :meth:`~dmg.core.parameters.ParameterSpec.from_split`.
@@ -203,7 +209,7 @@ class ParameterLearning(Coupling):
             if spin_at_end and cfg.spinup_hold_dynamic:
                 spin = {k: v[warmup - 1].expand_as(v) if spec.is_dynamic(k) else v for k, v in params.items()}
         elif raw.dim() == 3:
-            params = spec.from_raw(raw, transform=cfg.transform)
+            params = spec.from_raw(raw, transform=cfg.transform, static_step=ctx.static_step)
             if spin_at_end:  # the spin-up pass runs without gradient: nothing to differentiate here
                 spin = spec.from_raw(
                     raw.detach(), transform=cfg.transform, static_step=warmup - 1, hold_dynamic=cfg.spinup_hold_dynamic

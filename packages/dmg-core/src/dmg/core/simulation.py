@@ -49,6 +49,7 @@ from dmg.core.io import TEMPORARY_SUFFIX, atomic_open, atomic_path, atomic_write
 from dmg.core.model import DeltaModel
 from dmg.core.run_data import period_data
 from dmg.core.runfolder import RunFolder
+from dmg.core.states import simulate_data
 
 __all__ = [
     "FORMATS",
@@ -405,7 +406,12 @@ def _simulate_chunk(
         raise InputError(
             f"{PERIOD_KEY}: units {units[0]} to {units[-1]} do not cover the dates {plan.first} to {plan.last}"
         )
-    outputs = predict(config, model, normalizer, data, warmup, with_targets=False)
+    if config.simulate.parameters == "window":
+        outputs = predict(config, model, normalizer, data, warmup, with_targets=False)
+    else:
+        outputs, _ = simulate_data(
+            config, model, normalizer, data, warmup, units_per_batch=config.evaluate.units_per_batch
+        )
     wanted = config.simulate.outputs
     if wanted is None:
         return outputs

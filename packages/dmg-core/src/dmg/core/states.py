@@ -15,6 +15,7 @@ differs.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import pickle
 import re
@@ -47,15 +48,13 @@ __all__ = [
     "model_digest",
     "write_state",
     "simulate",
-    "simulate_stepwise",
+    "simulate_data",
     "state_path",
 ]
 
 STATE_FORMAT = 1
 """Version of the state file layout."""
 KIND = "dmg-model-state"
-STEPS_PER_BLOCK = 366
-"""Steps whose network inputs are prepared and run through the networks together."""
 
 
 class StateError(InputError):
@@ -219,7 +218,7 @@ def check_state_file(
         )
 
 
-def simulate_stepwise(
+def simulate_data(
     config: RunConfig,
     model: DeltaModel,
     normalizer: Normalizer,
@@ -229,8 +228,14 @@ def simulate_stepwise(
     initial: SavedState | None = None,
     save_at: np.datetime64 | None = None,
     step: np.timedelta64 | None = None,
+    units_per_batch: int | None = None,
 ) -> tuple[dict[str, np.ndarray], SavedState | None]:
-    """Simulate ``data`` step by step; returns the ``[time - warmup, unit]`` outputs and the state at ``save_at``.
+    """Simulate ``data`` as a run stepped forward (:class:`~dmg.core.stepping.Stepper`).
+
+    Returns the ``[time - warmup, unit]`` outputs and the state at the end of ``save_at``. The model
+    warms up over the first ``warmup`` steps (static parameters are the networks' output at the last
+    of them), or starts from ``initial``; then it advances over the period, cut at ``save_at``.
+    The outputs equal those of the same steps taken one at a time (a BMI run), to float rounding.
 
     Parameters
     ----------
@@ -247,17 +252,16 @@ def simulate_stepwise(
         A date of the period at whose end the state is returned.
     step
         The length of a step (default: that of ``data``, which then needs two dates or more).
+    units_per_batch
+        Units simulated together (default: all); a state is only saved or started from for all units at once.
 
     Raises
     ------
     InputError
         If ``save_at`` is not a date of the period, or an output is non-finite.
     """
-    roles = config.data.roles.model_copy(update={"targets": {}})
-    param = next(iter(model.parameters()))
-    stepper = Stepper(model)
-    if initial is not None:
-        stepper.load(initial.state)
+    if initial is not None and warmup:
+        raise InputError("a simulation from a saved state has no warm-up")
     dates = data.dates
     save_index = None
     if save_at is not None:
@@ -267,31 +271,38 @@ def simulate_stepwise(
                 f"--save-state {save_at}: not a date of the simulated period {dates[warmup]} to {dates[-1]}"
             )
         save_index = warmup + int(matches[0])
-    units = np.arange(data.n_units)
+    width = data.n_units if units_per_batch is None or initial or save_at is not None else units_per_batch
+    roles = config.data.roles.model_copy(update={"targets": {}})
+    dtype = next(iter(model.parameters())).dtype
+    cuts = [warmup, *([] if save_index is None else [save_index + 1]), data.n_time]
     collected: dict[str, list[np.ndarray]] = {}
     saved: SavedState | None = None
-    start = 0
-    while start < data.n_time:
-        stop = min(start + STEPS_PER_BLOCK, data.n_time)
-        if save_index is not None and start <= save_index < stop:
-            stop = save_index + 1
-        batch = make_batch(data, roles, normalizer, units, start, stop - start, 0, dtype=param.dtype)
-        out = stepper.advance(batch)
-        keep = max(warmup - start, 0)
-        if keep < stop - start:
+    for first in range(0, data.n_units, max(width, 1)):
+        units = np.arange(first, min(first + width, data.n_units))
+        stepper = Stepper(model)
+        if initial is not None:
+            stepper.load(initial.state)
+        if warmup:
+            stepper.warm_up(make_batch(data, roles, normalizer, units, 0, warmup, 0, dtype=dtype))
+        parts: dict[str, list[np.ndarray]] = {}
+        for start, stop in itertools.pairwise(cuts):
+            if stop == start:
+                continue
+            out = stepper.advance(make_batch(data, roles, normalizer, units, start, stop - start, 0, dtype=dtype))
             for name, value in out.items():
-                collected.setdefault(name, []).append(value[keep:].float().cpu().numpy())
-        if save_index is not None and stop == save_index + 1:
-            saved = SavedState(
-                state=stepper.state(),
-                date=dates[save_index],
-                step=_step(data) if step is None else step,
-                unit_ids=tuple(data.unit_ids),
-                model=model_description(config),
-                weights=model_digest(model),
-            )
-        start = stop
-    predictions = {name: np.concatenate(parts) for name, parts in collected.items()}
+                parts.setdefault(name, []).append(value.float().cpu().numpy())
+            if save_index is not None and stop == save_index + 1:
+                saved = SavedState(
+                    state=stepper.state(),
+                    date=dates[save_index],
+                    step=_step(data) if step is None else step,
+                    unit_ids=tuple(data.unit_ids),
+                    model=model_description(config),
+                    weights=model_digest(model),
+                )
+        for name, values in parts.items():
+            collected.setdefault(name, []).append(np.concatenate(values))
+    predictions = {name: np.concatenate(parts, axis=1) for name, parts in collected.items()}
     check_predictions(predictions, data, warmup)
     return predictions, saved
 
@@ -316,7 +327,10 @@ def simulate(
     save_state: str | None = None,
     from_state: str | Path | None = None,
 ) -> tuple[Path, Path | None]:
-    """``dmg simulate`` step by step: optionally from a saved state, optionally saving the state at a date.
+    """``dmg simulate`` of every unit at once, from a saved state and/or saving the state at a date.
+
+    The outputs equal those of ``dmg simulate`` without states (:mod:`dmg.core.simulation`) over the same
+    period, to float rounding: both step the model forward (``simulate.parameters: causal``).
 
     Parameters
     ----------
@@ -350,6 +364,11 @@ def simulate(
         raise InputError(f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.path}/members")
     with folder.lock("dmg simulate"):
         config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
+        if config.simulate.parameters != "causal":
+            raise InputError(
+                f"simulate.parameters: {config.simulate.parameters!r} takes static parameters from the end of the "
+                "period; --save-state and --from-state need 'causal' (a state holds what the model knows at its date)"
+            )
         config = widen_dataset(config, units, period)
         dataset = load_dataset(config)
         ids = list(units) if units else list(dataset.unit_ids)
@@ -368,7 +387,7 @@ def simulate(
         target = state_path(folder, as_seconds(save_at)) if save_at is not None else None
         if target is not None and target.exists() and not overwrite:
             raise InputError(f"{target} already exists; pass --overwrite to replace it")
-        predictions, saved = simulate_stepwise(
+        predictions, saved = simulate_data(
             config, model, normalizer, data, warmup, initial=initial, save_at=save_at, step=dataset.step
         )
         if target is not None and saved is not None:

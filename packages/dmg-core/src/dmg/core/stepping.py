@@ -2,25 +2,31 @@
 
 An operational system (a forecast chain, a BMI framework) advances a model one time step at a
 time and may stop, save the model's state and start again from it later. :class:`Stepper` does
-this for any trained model. At each step
+this for any trained model, in blocks of any number of steps (one for a BMI update, a whole
+period for ``dmg simulate``), and the result does not depend on how the steps are cut into blocks:
 
-* every network reads the step's inputs and its own carried state (:func:`network_step`):
+* every network reads the block's inputs and its own carried state (:func:`network_step`):
   a network with a ``stream(x, static, state) -> (output, state)`` method (an LSTM's hidden and
   cell state) advances itself; a network on static inputs only needs no state; any other network
   is run on the inputs it has seen so far (its state is that history);
-* the couplings compute the step's parameters and process fillers from those outputs, so
-  parameters come from the inputs seen so far (static parameters are the networks' output at
-  the step, as at the last step of a window);
-* the physics model advances one step from its state: states of every member of a composite
-  and, for a series model without states that depends on past inputs (a unit-hydrograph
-  routing, declaring ``stream_memory``), the buffer of those past inputs;
-* couplings acting after the physics (output corrections) see the step alone: their networks
+* the couplings compute the parameters and process fillers from those outputs. Dynamic
+  parameters follow the networks' output at each step, so they come from the inputs seen so far.
+  Static parameters are the networks' output at the end of the warm-up (:meth:`Stepper.warm_up`),
+  or at the first step simulated without one, and are then held: they are part of the state;
+* the physics model advances over the block from its state: states of every member of a
+  composite and, for a series model without states that depends on past inputs (a
+  unit-hydrograph routing, declaring ``stream_memory``), the buffer of those past inputs;
+* couplings acting after the physics (output corrections) see the block's steps: their networks
   must be pointwise in time (a recurrent one is refused).
+
+A window run (training, ``dmg evaluate``) takes static parameters from the networks' output at the
+last step of its window instead, which depends on inputs after the steps it simulates; a stepped
+run is causal: its outputs up to a date do not depend on what comes after it.
 
 A model that runs over windows of a minimum length (``required_warmup``, e.g. a multi-timescale
 composite handing a coarse spin-up over to a fine model) cannot run step by step and is refused.
 
-A simulation stepped this way and split at any step, with :meth:`Stepper.state` carried over to
+A stepped simulation split at any step, with :meth:`Stepper.state` carried over to
 :meth:`Stepper.load`, gives the uninterrupted simulation. The whole state is a :class:`ModelState`;
 :mod:`dmg.core.states` writes it to and reads it from files.
 """
@@ -65,13 +71,17 @@ class ModelState:
         member path -> name -> ``[steps, unit]``; member paths are dotted (``"routing"``).
     networks
         Each network's recurrent state, network name -> name -> tensor.
+    parameters
+        The static parameters held since the end of the warm-up (physical values, name -> tensor);
+        empty before the first step.
     steps
-        Steps simulated since the model started from its initial state.
+        Steps simulated since the model started from its initial state (warm-up included).
     """
 
     physics: TensorDict = field(default_factory=dict)
     memory: dict[str, TensorDict] = field(default_factory=dict)
     networks: dict[str, TensorDict] = field(default_factory=dict)
+    parameters: TensorDict = field(default_factory=dict)
     steps: int = 0
 
     def tensors(self) -> dict[str, Any]:
@@ -84,6 +94,7 @@ class ModelState:
             "physics": cpu(self.physics),
             "memory": {k: cpu(v) for k, v in self.memory.items()},
             "networks": {k: cpu(v) for k, v in self.networks.items()},
+            "parameters": cpu(self.parameters),
             "steps": int(self.steps),
         }
 
@@ -94,6 +105,7 @@ class ModelState:
             physics=dict(saved["physics"]),
             memory={k: dict(v) for k, v in saved["memory"].items()},
             networks={k: dict(v) for k, v in saved["networks"].items()},
+            parameters=dict(saved["parameters"]),
             steps=int(saved["steps"]),
         )
 
@@ -107,6 +119,7 @@ class ModelState:
             physics=move(self.physics),
             memory={k: move(v) for k, v in self.memory.items()},
             networks={k: move(v) for k, v in self.networks.items()},
+            parameters=move(self.parameters),
             steps=self.steps,
         )
 
@@ -147,13 +160,6 @@ def _last_steps(output: Any, k: int, n_time: int) -> Any:
     if output.dim() == 3 and output.shape[0] == n_time:
         return output[-k:]
     return output
-
-
-def _at(output: Any, t: int) -> Any:
-    """Step ``t`` of a network's output over a block, keeping a time axis of length one."""
-    if isinstance(output, tuple):
-        return tuple(_at(o, t) for o in output)
-    return output[t : t + 1] if output.dim() == 3 else output
 
 
 # --------------------------------------------------------------------------- physics
@@ -228,7 +234,7 @@ def _stepping_runner(engine: Engine, memory: dict[str, TensorDict], paths: Mappi
 
 
 class Stepper:
-    """A trained model advanced step by step from a carried :class:`ModelState`.
+    """A trained model advanced in blocks of steps from a carried :class:`ModelState`.
 
     Parameters
     ----------
@@ -240,6 +246,7 @@ class Stepper:
     Examples
     --------
     >>> stepper = Stepper(model)                         # doctest: +SKIP
+    >>> stepper.warm_up(before)        # the steps before the period: state, static parameters  # doctest: +SKIP
     >>> out = stepper.advance(batch)   # a batch of k steps, no warm-up; out["Q"]: [k, unit]   # doctest: +SKIP
     >>> saved = stepper.state()        # continue later with Stepper(model).load(saved)        # doctest: +SKIP
     """
@@ -273,6 +280,7 @@ class Stepper:
             physics={k: v.detach().clone() for k, v in self._state.physics.items()},
             memory={p: {k: v.detach().clone() for k, v in m.items()} for p, m in self._state.memory.items()},
             networks={n: {k: v.detach().clone() for k, v in s.items()} for n, s in self._state.networks.items()},
+            parameters={k: v.detach().clone() for k, v in self._state.parameters.items()},
             steps=self._state.steps,
         )
 
@@ -282,11 +290,38 @@ class Stepper:
         if unknown:
             known = sorted(self.model.networks)
             raise InputError(f"the state holds networks {unknown} that the model does not have ({known})")
-        param = next(iter(self.model.parameters()))
-        self._state = state.to(param.device, param.dtype)
+        like = self._like()
+        self._state = state.to(like.device, like.dtype)
         return self
 
     # ------------------------------------------------------------------ steps
+    @torch.no_grad()
+    def warm_up(self, batch: Batch) -> None:
+        """Warm the state up over every step of ``batch``, as a window run warms up before its period.
+
+        The networks read the steps; static parameters are their output at the last step and are
+        held from then on; the physics runs over the steps as the model warms up (``spinup``: with
+        the couplings' spin-up parameters; ``inline``: with the step's dynamic parameters). Nothing
+        is returned: the steps only set the state.
+
+        Raises
+        ------
+        InputError
+            If the model has already simulated steps (a warm-up comes first).
+        """
+        if self._state.steps:
+            raise InputError(f"a warm-up comes first; the model has already simulated {self._state.steps} steps")
+        if not batch.n_time:
+            return
+        batch = replace(batch.to(self._like().device), warmup=batch.n_time, targets={})
+        ctx = self._couplings(batch, static_step=-1)
+        phy = self.model.phy_model
+        inputs = self._hold(prepare(phy, batch.forcings, ctx.params, batch.attributes, self.engine.check_inputs))
+        if ctx.warmup_params is not None and phy.warmup_mode == "spinup":
+            inputs = inputs.with_params(phy, ctx.warmup_params, self.engine.check_inputs)
+        self._physics(inputs, ctx)
+        self._state.steps += batch.n_time
+
     @torch.no_grad()
     def advance(self, batch: Batch) -> Outputs:
         """Simulate the ``k`` steps of ``batch`` (which has no warm-up); returns ``[k, unit]`` outputs.
@@ -295,51 +330,50 @@ class Stepper:
         """
         if batch.warmup:
             raise InputError(f"a stepped batch has no warm-up: its steps are simulated, got warmup={batch.warmup}")
-        param = next(iter(self.model.parameters()))
-        batch = batch.to(param.device)
-        outputs: dict[str, list[torch.Tensor]] = {}
-        network_outputs: dict[str, Any] = {}
+        batch = replace(batch.to(self._like().device), targets={})
+        ctx = self._couplings(batch, static_step=0)
+        phy = self.model.phy_model
+        inputs = self._hold(prepare(phy, batch.forcings, ctx.params, batch.attributes, self.engine.check_inputs))
+        result = self._physics(inputs, ctx)
+        for c in self.model.couplings:
+            result = c.after(ctx, result)
+        self._state.steps += batch.n_time
+        return Outputs({name: value for name, value in result.items() if value.dim() >= 2}, self._state.physics)
+
+    def _like(self) -> torch.Tensor:
+        """A tensor of the model's device and floating dtype (float32 on the CPU for a model without weights)."""
+        return next(iter(self.model.parameters()), next(iter(self.model.buffers()), torch.zeros(())))
+
+    def _couplings(self, batch: Batch, static_step: int) -> CouplingContext:
+        """The couplings' parameters and fillers for ``batch``, the networks advanced over it."""
+        ctx = CouplingContext(
+            batch=batch, networks=self.model.networks, phy_model=self.model.phy_model, static_step=static_step
+        )
         for name, net in self.model.networks.items():
             carried = self._state.networks.get(name, {})
-            network_outputs[name], self._state.networks[name] = network_step(
+            ctx._network_outputs[name], self._state.networks[name] = network_step(
                 net, batch.nn_inputs, batch.static_inputs, carried
             )
-        for t in range(batch.n_time):
-            step = _step_batch(batch, t)
-            ctx = CouplingContext(batch=step, networks=self.model.networks, phy_model=self.model.phy_model)
-            ctx._network_outputs.update({name: _at(out, t) for name, out in network_outputs.items()})
-            for c in self.model.couplings:
-                c.before(ctx)
-            result = self._physics(step, ctx)
-            for c in self.model.couplings:
-                result = c.after(ctx, result)
-            for name, value in result.items():
-                if value.dim() == 2 and value.shape[0] == 1:
-                    outputs.setdefault(name, []).append(value)
-            self._state.steps += 1
-        return Outputs({name: torch.cat(values) for name, values in outputs.items()}, self._state.physics)
+        for c in self.model.couplings:
+            c.before(ctx)
+        return ctx
 
-    def _physics(self, step: Batch, ctx: CouplingContext) -> Outputs:
+    def _hold(self, inputs: Inputs) -> Inputs:
+        """``inputs`` with the held static parameters; the first block's become the held ones."""
+        held = self._state.parameters
+        if not held:
+            self._state.parameters = {k: v.detach() for k, v in inputs.params.items() if k not in inputs.series}
+            return inputs
+        return replace(inputs, params={**inputs.params, **{k: v.to(inputs.params[k]) for k, v in held.items()}})
+
+    def _physics(self, inputs: Inputs, ctx: CouplingContext) -> Outputs:
         phy = self.model.phy_model
-        engine = self.engine
-        inputs = prepare(phy, step.forcings, ctx.params, step.attributes, engine.check_inputs)
-        like = next(iter(inputs.forcings.values()), next(iter(inputs.params.values())))
         if self._state.physics:
-            start = check_state(phy, self._state.physics, inputs.n_units, engine.check_inputs)
+            start = check_state(phy, self._state.physics, inputs.n_units, self.engine.check_inputs)
         else:
+            like = next(iter(inputs.forcings.values()), next(iter(inputs.params.values())))
             start = phy.initial_state(inputs.n_units, dtype=like.dtype, device=like.device)
-        run = _stepping_runner(engine, self._state.memory, self._paths)
+        run = _stepping_runner(self.engine, self._state.memory, self._paths)
         outputs, final = run(phy, inputs, start, _processes(phy, ctx.processes), None)
         self._state.physics = dict(final)
         return Outputs(outputs, final)
-
-
-def _step_batch(batch: Batch, t: int) -> Batch:
-    """Step ``t`` of ``batch`` as a batch of one step."""
-    return replace(
-        batch,
-        forcings={k: v[t : t + 1] for k, v in batch.forcings.items()},
-        nn_inputs=None if batch.nn_inputs is None else batch.nn_inputs[t : t + 1],
-        targets={},
-        times=None if batch.times is None else batch.times[t : t + 1],
-    )

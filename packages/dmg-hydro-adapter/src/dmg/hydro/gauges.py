@@ -106,7 +106,10 @@ class GaugeRouting(SeriesModel):
     part of the runoff the delayed hydrograph drops (mm/h over the gauge's area).
 
     The routing keeps no state; with inline warm-up (the default) it routes the whole series,
-    warm-up included, before the warm-up steps are dropped.
+    warm-up included, before the warm-up steps are dropped. Run step by step
+    (:mod:`dmg.core.stepping`), it is given the last ``length - 1`` runoff values of each pair with
+    each step (:attr:`stream_memory`); while the run is shorter than ``length`` its unit hydrograph
+    is cut to the run, as in a window run of that length.
 
     Parameters
     ----------
@@ -132,6 +135,12 @@ class GaugeRouting(SeriesModel):
                 Variable("lag_loss", "mm/h", "runoff the delayed unit hydrograph drops, over the gauge", (0.0, 1.0)),
             ),
         )
+
+    @property
+    def stream_memory(self) -> int:
+        """Past steps of the runoff a routed value depends on (``length - 1``): the buffer a model run step by
+        step carries (:mod:`dmg.core.stepping`)."""
+        return self.config.length - 1
 
     def unit_hydrograph(self, params: TensorDict, n_time: int) -> torch.Tensor:
         """Delayed weights ``[pair, min(length, n_time)]`` from the physical parameters ``[pair]``."""
