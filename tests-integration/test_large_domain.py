@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,10 @@ CONFIG = {
 }
 
 
-def _dmg(args: list[str], cwd: Path, kill_at: int | None = None, log: Path | None = None, launch=()) -> str:
+def _dmg(
+    args: list[str], cwd: Path, kill_at: int | None = None, log: Path | None = None, launch=(), fails: bool = False
+) -> str:
+    """Run ``dmg ARGS`` in ``cwd``; its standard output (with ``fails``: output and errors, as it must fail)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("DMG_FAULT_KILL_AT", None)
     env.pop("DMG_FAULT_LOG", None)
@@ -69,6 +73,9 @@ def _dmg(args: list[str], cwd: Path, kill_at: int | None = None, log: Path | Non
         text=True,
         timeout=300,
     )
+    if fails:
+        assert done.returncode not in (0, -signal.SIGKILL), f"dmg {' '.join(args)} did not fail\n{done.stdout}"
+        return done.stdout + done.stderr
     expected = 0 if kill_at is None else -signal.SIGKILL
     assert done.returncode == expected, f"dmg {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -136,3 +143,24 @@ def test_torchrun_processes_share_the_chunks(run):
     simulated = sorted(p for p in _points(log) if p.startswith("simulated"))
     assert simulated == ["simulated chunk 0", "simulated chunk 1", "simulated chunk 2"]  # each chunk once
     _assert_same(_predictions(run / "simulations" / "straight.nc"), _predictions(run / "simulations" / "shared.nc"))
+
+
+def test_a_chunk_failing_in_one_process_stops_every_process_with_its_message(run):
+    """Rank 1 simulates chunk 1 (units 3 to 5), whose unit twin0004 has no rain on one day: both processes stop
+    with that message instead of waiting for each other, no final file is written, and the chunks rank 0
+    finished are kept for the run that follows once the data are mended."""
+    from dmg.core.build import load_dataset
+    from dmg.core.config import load_config
+
+    dataset = load_dataset(load_config(run / "config.yaml"))
+    broken = dataset.data.copy()
+    broken[4, 400, dataset.variable_index("prcp")] = np.nan  # 2001-02-04, in the simulated year
+    replace(dataset, data=broken).save(run.parent / "broken.npz")
+    launch = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    args = ["simulate", "run", "--name", "broken", "--chunk-units", "3", "--start-date", "2001-01-01"]
+    args += ["--set", f"data.dataset={{name: npz, path: {run.parent / 'broken.npz'}}}"]
+    out = _dmg(args, run.parent, launch=launch, fails=True)
+    assert out.count("twin0004") >= 2, out[-3000:]  # every process reports the unit at fault
+    assert "2001-02-04" in out
+    assert not (run / "simulations" / "broken.nc").exists()
+    assert (run / "simulations" / "broken.partial" / "chunks" / "000000.npz").is_file()

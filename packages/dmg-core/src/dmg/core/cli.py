@@ -104,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("simulate", "Run a trained model on new periods or units (no observations needed).")
     p.add_argument("run_dir", help="a run folder made by `dmg train`")
-    p.add_argument("--start", help="first date (YYYY-MM-DD); default: first date of the data after warm-up")
-    p.add_argument("--end", help="last date (YYYY-MM-DD); default: last date of the data")
+    p.add_argument(
+        "--start",
+        "--start-date",
+        dest="start",
+        help="first date (YYYY-MM-DD); default: first date of the data after warm-up (under torchrun, whose own "
+        "--start-method it abbreviates, write --start-date)",
+    )
+    p.add_argument("--end", "--end-date", dest="end", help="last date (YYYY-MM-DD); default: last date of the data")
     p.add_argument("--units", nargs="+", help="unit ids (default: every unit of the dataset)")
     p.add_argument("--name", help="file name (no folders) of the predictions under RUN_DIR/simulations/")
     p.add_argument(
