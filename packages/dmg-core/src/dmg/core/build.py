@@ -7,7 +7,9 @@ needs no change here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from difflib import get_close_matches
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -21,6 +23,9 @@ from dmg.core.errors import ConfigError, InputError
 from dmg.core.model import DeltaModel, required_warmup
 from dmg.core.networks import NetworkInputs, NetworkOutputs, add_outputs, output_kind
 from dmg.core.physics import PhysicsModel
+
+if TYPE_CHECKING:
+    from dmg.core.simulation import UnitSource
 
 
 def build_physics(config: RunConfig) -> PhysicsModel:
@@ -141,3 +146,52 @@ def load_dataset(config: RunConfig) -> ArrayDataset:
         raise type(exc)(f"{exc}{hint}") from None
     config.data.roles.check(dataset)
     return dataset
+
+
+def open_unit_source(config: RunConfig) -> UnitSource:
+    """The units of the dataset named in ``data.dataset``, read as they are selected; checked against ``data.roles``.
+
+    The component's ``open()`` when it has one (a source that reads only the units of each
+    ``select_units`` call), else its ``load()`` as in :func:`load_dataset`: the same units, dates
+    and values either way, and the same errors for the component's options (with the same hint for
+    a relative path). The roles are checked on the names of the first unit's data.
+
+    A component whose class overrides ``load()`` (or ``build()``) below the class that defines its
+    ``open()`` is loaded whole: the inherited ``open()`` would not know what the override changes.
+    """
+    cls, cfg = resolve_component("dmg.datasets", config.data.dataset, "data.dataset")
+    try:
+        component = cls.from_config(cfg)
+        opener = _opener(component)
+        if opener is not None:
+            source = cast("UnitSource", opener())
+            first = source.select_units(list(source.unit_ids[:1]))
+        else:
+            first = component.load()
+            source = first
+    except InputError as exc:
+        hint = path_hint(config, "data.dataset.")
+        if not hint:
+            raise
+        raise type(exc)(f"{exc}{hint}") from None
+    config.data.roles.check(first)
+    return source
+
+
+LOADING_METHODS = ("load", "build")
+"""Methods of a dataset component whose override makes an inherited ``open()`` unusable."""
+
+
+def _opener(component: object) -> Callable[[], object] | None:
+    """The component's ``open``, unless it has none or it is inherited from above an override of ``load``/``build``."""
+    opener = getattr(component, "open", None)
+    if not callable(opener):
+        return None
+    mro = type(component).__mro__
+    owner = next((k for k in mro if "open" in vars(k)), None)
+    if owner is None:  # set on the instance
+        return opener
+    below = mro[: mro.index(owner)]
+    if any(name in vars(k) for k in below for name in LOADING_METHODS):
+        return None
+    return opener

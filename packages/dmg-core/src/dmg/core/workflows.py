@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dmg.core import checkpoints, provenance, registry
-from dmg.core.build import build_loss, build_model, load_dataset
+from dmg.core.build import build_loss, build_model, load_dataset, open_unit_source
 from dmg.core.components import options_with_role
 from dmg.core.config import (
     ComponentRef,
@@ -233,7 +233,7 @@ def simulate(
         config, model, normalizer, chosen = load_trained(folder, checkpoint, overrides)
         model = model.to(distributed.device(resolve_device(config.device)))
         config = widen_dataset(config, units, period)
-        dataset = load_dataset(config)
+        dataset = open_unit_source(config)  # each chunk's units read when it is simulated
         ids = list(units) if units else list(dataset.unit_ids)
         known = set(dataset.unit_ids)
         unknown = [u for u in ids if u not in known]

@@ -431,25 +431,29 @@ class ArrayDataset:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"dataset file {str(path)!r} does not exist")
-        arrays = _read_npz(path)
-        fields = {
-            "variables": _names(arrays, "variables", path),
-            "unit_ids": _names(arrays, "unit_ids", path),
-            "attribute_names": _names(arrays, "attribute_names", path),
-            "units": _physical_units(arrays["units"], path),
-        }
-        if arrays["dates"].dtype.kind != "M":
-            raise InputError(f"dataset file {str(path)!r}: dates must be datetime64, got {arrays['dates'].dtype}")
-        try:
-            return cls(
-                data=arrays["data"],
-                dates=arrays["dates"],
-                attributes=arrays["attributes"],
-                reference_attributes=arrays.get("reference_attributes"),
-                **fields,
-            )
-        except (DmgError, ValueError, TypeError) as exc:
-            raise InputError(f"dataset file {str(path)!r} holds an invalid dataset: {exc}") from None
+        return _from_npz_arrays(cls, path, _read_npz(path))
+
+
+def _from_npz_arrays(cls: type[ArrayDataset], path: Path, arrays: Mapping[str, np.ndarray]) -> ArrayDataset:
+    """The dataset of the arrays of an :meth:`ArrayDataset.save` file, checked as :meth:`ArrayDataset.load` does."""
+    fields = {
+        "variables": _names(arrays, "variables", path),
+        "unit_ids": _names(arrays, "unit_ids", path),
+        "attribute_names": _names(arrays, "attribute_names", path),
+        "units": _physical_units(arrays["units"], path),
+    }
+    if arrays["dates"].dtype.kind != "M":
+        raise InputError(f"dataset file {str(path)!r}: dates must be datetime64, got {arrays['dates'].dtype}")
+    try:
+        return cls(
+            data=arrays["data"],
+            dates=arrays["dates"],
+            attributes=arrays["attributes"],
+            reference_attributes=arrays.get("reference_attributes"),
+            **fields,
+        )
+    except (DmgError, ValueError, TypeError) as exc:
+        raise InputError(f"dataset file {str(path)!r} holds an invalid dataset: {exc}") from None
 
 
 NPZ_ARRAYS = ("format_version", "data", "variables", "unit_ids", "dates", "attributes", "attribute_names", "units")
@@ -459,8 +463,11 @@ OPTIONAL_ARRAYS = ("reference_attributes",)
 """Arrays such a file may also hold."""
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an :meth:`ArrayDataset.save` file; anything else is an :class:`InputError` naming it."""
+def _read_npz(path: Path, skip: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of an :meth:`ArrayDataset.save` file but those in ``skip`` (which must be there too).
+
+    Anything else is an :class:`InputError` naming the file.
+    """
     where = f"dataset file {str(path)!r}"
     try:
         with path.open("rb") as fh:
@@ -485,7 +492,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [name for name in NPZ_ARRAYS if name not in f.files]
             if missing:
                 raise InputError(f"{where} lacks the arrays {missing}; it was not written by ArrayDataset.save")
-            return {name: f[name] for name in NPZ_ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in f.files)}
+            names = NPZ_ARRAYS + tuple(n for n in OPTIONAL_ARRAYS if n in f.files)
+            return {name: f[name] for name in names if name not in skip}
     except InputError:
         raise
     except Exception as exc:  # numpy, zipfile and zlib raise many kinds on damaged bytes (ValueError, EOFError, ...)

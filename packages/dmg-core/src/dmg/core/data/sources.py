@@ -4,6 +4,12 @@ A dataset component follows the component convention (:mod:`dmg.core.components`
 the only source of its options) and has ``load() -> ArrayDataset``. It may name, in
 ``default_metrics``, the metrics ``dmg evaluate`` reports when a run does not list any. Domain
 packages register their own under the ``dmg.datasets`` entry-point group.
+
+A component may also have ``open() -> UnitSource`` (:class:`~dmg.core.simulation.UnitSource`): a
+source of the same units as ``load()`` gives, which reads only the units asked for in each
+``select_units`` call, so that ``dmg simulate`` keeps the inputs of a domain out of memory
+(:func:`dmg.core.build.open_unit_source`). Its ``select_units(ids)`` must give what
+``load().select_units(ids)`` gives.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pydantic import Field
 
 from dmg.core.components import PATH_OPTION, Component, ComponentConfig
 from dmg.core.data.dataset import ArrayDataset
+from dmg.core.data.lazy import NpzUnitSource, open_npz
 from dmg.core.errors import InputError
 
 
@@ -34,6 +41,14 @@ class NpzDataset(Component):
 
     def load(self) -> ArrayDataset:
         """Read the file; a missing file is an error naming it."""
+        self._check_exists()
+        return ArrayDataset.load(self.path)
+
+    def open(self) -> NpzUnitSource | ArrayDataset:
+        """The file's units, each read when selected (the whole file for a compressed one); see :func:`open_npz`."""
+        self._check_exists()
+        return open_npz(self.path)
+
+    def _check_exists(self) -> None:
         if not self.path.is_file():
             raise InputError(f"data.dataset.path: dataset file {self.path} does not exist")
-        return ArrayDataset.load(self.path)

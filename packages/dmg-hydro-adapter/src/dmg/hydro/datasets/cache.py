@@ -15,7 +15,9 @@ not deleted: remove the cache folder to reclaim the space.
 
 A dataset component gains the cache by subclassing :class:`CachedDataset`, giving its
 ``Config`` the options of :class:`CacheOptions`, and implementing ``source_files()`` and
-``build()``. Like every dmg component it takes its options only through its ``Config``:
+``build()``. Its ``open()`` (the units read as they are selected, see
+:mod:`dmg.core.data.sources`) may start with ``_open_cache()``: the cache file, when there is one,
+read lazily. Like every dmg component it takes its options only through its ``Config``:
 ``Dataset(config)``, ``Dataset(**options)`` or ``Dataset.from_config(config)``.
 """
 
@@ -35,6 +37,7 @@ from pydantic import BaseModel, Field, model_validator
 from dmg.core.components import Component, ComponentConfig
 from dmg.core.data import ArrayDataset
 from dmg.core.data.dataset import FORMAT_VERSION
+from dmg.core.data.lazy import NpzUnitSource, open_npz
 from dmg.core.errors import InputError
 
 CACHE_ENV = "DMG_CACHE_DIR"
@@ -150,6 +153,24 @@ class CachedDataset(Component):
         except OSError as exc:
             warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
         return dataset
+
+    def _open_cache(self) -> NpzUnitSource | ArrayDataset | None:
+        """The cache file of the current config and source files read lazily, or ``None`` without one.
+
+        For the ``open()`` of a subclass: a source of the units that reads only those selected.
+        Without a cache file the subclass reads its source files itself (and writes no cache file,
+        which would need every unit in memory).
+        """
+        if not self.config.cache:
+            return None
+        path = self.cache_path()
+        if not path.is_file():
+            return None
+        try:
+            return open_npz(path)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            warnings.warn(f"dataset cache {path} is unreadable ({exc}); reading the source files", stacklevel=3)
+        return None
 
 
 class FolderDatasetOptions(CacheOptions):

@@ -54,26 +54,36 @@ PET
     (:func:`dmg.hydro.pet.priestley_taylor`). The CAMELS ``maurer`` and ``nldas`` files repeat
     the same value as ``tmax`` and ``tmin``; Hargreaves needs the daily range, so it is
     refused for such files (use ``priestley_taylor`` or the ``daymet`` forcing).
+
+Reading gauges as they are selected
+    ``open()`` (what ``dmg simulate`` uses) gives the same gauges, dates and values as ``load()``
+    without holding them all: the cache file when there is one, read a chunk of gauges at a time,
+    else a :class:`CamelsUnitSource`, which parses each gauge's forcing and streamflow files when
+    the gauge is selected (after one pass over the forcing files for their dates and headers).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from dmg.core.data import ArrayDataset
+from dmg.core.data.lazy import unit_positions
 from dmg.core.errors import InputError
 from dmg.hydro.datasets._tables import AttributeTable, read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 from dmg.hydro.pet import hargreaves, priestley_taylor
+
+if TYPE_CHECKING:
+    from dmg.core.simulation import UnitSource
 
 CUBIC_METRES_PER_CUBIC_FOOT = 0.028316846592
 """m³ in one ft³ (exact by the definition of the foot, 0.3048 m)."""
@@ -421,15 +431,16 @@ class CamelsUS(FolderDataset):
 
     # ----------------------------------------------------------------- assembling
 
-    def _time_axis(self, records: dict[str, ForcingRecord]) -> np.ndarray:
-        first = {g: r.dates.min() for g, r in records.items()}
-        last = {g: r.dates.max() for g, r in records.items()}
+    def _time_axis(self, spans: dict[str, tuple[np.datetime64, np.datetime64, Path]]) -> np.ndarray:
+        """The dates from ``start`` to ``end``, given each gauge's first and last date and forcing file."""
+        first = {g: span[0] for g, span in spans.items()}
+        last = {g: span[1] for g, span in spans.items()}
         common_start, common_end = max(first.values()), min(last.values())
         start = np.datetime64(self.config.start, "D") if self.config.start else common_start
         end = np.datetime64(self.config.end, "D") if self.config.end else common_end
-        outside = [g for g in records if start < first[g] or end > last[g]]
+        outside = [g for g in spans if start < first[g] or end > last[g]]
         if outside or end < start:
-            shown = "; ".join(f"{g}: {first[g]} to {last[g]} ({records[g].path})" for g in outside[:5])
+            shown = "; ".join(f"{g}: {first[g]} to {last[g]} ({spans[g][2]})" for g in outside[:5])
             more = f" (and {len(outside) - 5} more gauges)" if len(outside) > 5 else ""
             common = (
                 f"{common_start} to {common_end}" if common_start <= common_end else "none (the records do not overlap)"
@@ -444,7 +455,38 @@ class CamelsUS(FolderDataset):
         """Parse the files of the requested gauges and assemble the dataset."""
         gauges, forcing_files, flow_files, attribute_files = self.locate()
         records = {g: read_forcing(forcing_files[g]) for g in gauges}
-        dates = self._time_axis(records)
+        dates = self._time_axis({g: _span(r) for g, r in records.items()})
+        out = self._variables(gauges, records, flow_files, dates)
+        headers = {g: (r.lat, r.elev, r.area) for g, r in records.items()}
+        attributes, reference = self._attributes(gauges, headers, attribute_files)
+        return ArrayDataset(
+            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
+            variables=tuple(out),
+            unit_ids=tuple(gauges),
+            dates=dates,
+            attributes=np.stack([attributes[name] for name in attributes], axis=1),
+            attribute_names=tuple(attributes),
+            units={k: v for k, v in UNITS.items() if k in out or k in attributes},
+            reference_attributes=reference,
+        )
+
+    def open(self) -> UnitSource:
+        """The gauges, each gauge's forcing and streamflow files read when it is selected.
+
+        From the cache file when there is one (read lazily too); otherwise every forcing file is
+        parsed once, one at a time, for its dates and header, and the attribute files are read.
+        """
+        cached = self._open_cache()
+        return cached if cached is not None else CamelsUnitSource(self)
+
+    def _variables(
+        self,
+        gauges: list[str],
+        records: dict[str, ForcingRecord],
+        flow_files: dict[str, Path],
+        dates: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Every variable ``[unit, time]`` of ``gauges`` on ``dates``, in the dataset's order (float64)."""
         n_units, n_time = len(gauges), len(dates)
         variables = {name: np.full((n_units, n_time), np.nan) for name in FORCING_COLUMNS}
         streamflow = np.full((n_units, n_time), np.nan)
@@ -458,7 +500,6 @@ class CamelsUS(FolderDataset):
             streamflow[i, where] = cfs_to_mm_per_day(q_cfs[take], record.area)
         lat = np.array([records[g].lat for g in gauges])
         elev = np.array([records[g].elev for g in gauges])
-        area = np.array([records[g].area for g in gauges])
 
         out = {name: variables[name] for name in ("prcp", "tmax", "tmin")}
         out["tmean"] = (variables["tmax"] + variables["tmin"]) / 2.0
@@ -466,8 +507,21 @@ class CamelsUS(FolderDataset):
         if self.config.pet != "none":
             out["pet"] = self._pet(gauges, records, variables, dates, lat, elev)
         out["streamflow"] = streamflow
+        return out
 
-        attributes = {"header_lat": lat, "header_elev": elev, "header_area": area}
+    def variable_names(self) -> tuple[str, ...]:
+        """The names of the variables, in the dataset's order."""
+        pet = () if self.config.pet == "none" else ("pet",)
+        return ("prcp", "tmax", "tmin", "tmean", "srad", "vp", "dayl", "swe", *pet, "streamflow")
+
+    def _attributes(
+        self, gauges: list[str], headers: dict[str, tuple[float, float, float]], attribute_files: list[Path]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The attributes ``name -> [unit]`` of ``gauges`` and the reference attributes.
+
+        ``headers`` gives each gauge's latitude, elevation and area from its forcing file.
+        """
+        attributes = {name: np.array([headers[g][j] for g in gauges]) for j, name in enumerate(HEADER_ATTRIBUTES)}
         tables: list[AttributeTable] = []
         if self.config.attributes:
             clash = [a for a in self.config.attributes if a in HEADER_ATTRIBUTES]
@@ -476,17 +530,7 @@ class CamelsUS(FolderDataset):
             tables = [read_table(p, ";", "gauge_id") for p in attribute_files]
             attributes.update(select_attributes(tables, self.config.attributes, gauges))
         known = {name: dict(zip(gauges, attributes[name].tolist())) for name in HEADER_ATTRIBUTES}
-        units = {k: v for k, v in UNITS.items() if k in out or k in attributes}
-        return ArrayDataset(
-            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
-            variables=tuple(out),
-            unit_ids=tuple(gauges),
-            dates=dates,
-            attributes=np.stack([attributes[name] for name in attributes], axis=1),
-            attribute_names=tuple(attributes),
-            units=units,
-            reference_attributes=reference_attributes(tables, tuple(attributes), known),
-        )
+        return attributes, reference_attributes(tables, tuple(attributes), known)
 
     def _pet(
         self,
@@ -519,6 +563,63 @@ class CamelsUS(FolderDataset):
                 day_length=variables["dayl"],
                 vapor_pressure=variables["vp"],
             )
+        )
+
+
+def _span(record: ForcingRecord) -> tuple[np.datetime64, np.datetime64, Path]:
+    """First and last date of a forcing file, and the file."""
+    return record.dates.min(), record.dates.max(), record.path
+
+
+class CamelsUnitSource:
+    """The gauges of a :class:`CamelsUS`, each gauge's forcing and streamflow files read when selected.
+
+    Opening parses every forcing file once, one at a time, for its dates and header (the default
+    period is the one every gauge covers), and reads the attribute files. :meth:`select_units` gives
+    what ``CamelsUS.build().select_units(ids)`` gives; a fault in a gauge's files is found when the
+    gauge is selected.
+    """
+
+    def __init__(self, dataset: CamelsUS) -> None:
+        self.dataset = dataset
+        gauges, self._forcing_files, self._flow_files, attribute_files = dataset.locate()
+        spans: dict[str, tuple[np.datetime64, np.datetime64, Path]] = {}
+        headers: dict[str, tuple[float, float, float]] = {}
+        for gauge in gauges:
+            record = read_forcing(self._forcing_files[gauge])
+            spans[gauge] = _span(record)
+            headers[gauge] = (record.lat, record.elev, record.area)
+        dates = dataset._time_axis(spans)
+        attributes, reference = dataset._attributes(gauges, headers, attribute_files)
+        names = dataset.variable_names()
+        self.template = ArrayDataset(
+            data=np.broadcast_to(np.zeros((), np.float32), (len(gauges), len(dates), len(names))),
+            variables=names,
+            unit_ids=tuple(gauges),
+            dates=dates,
+            attributes=np.stack([attributes[name] for name in attributes], axis=1),
+            attribute_names=tuple(attributes),
+            units={k: v for k, v in UNITS.items() if k in names or k in attributes},
+            reference_attributes=reference,
+        )
+        """Every gauge with its values left out (its ``data`` holds no memory and reads as zeros)."""
+
+    @property
+    def unit_ids(self) -> tuple[str, ...]:
+        """The gauge ids, in the order of the ``gauges`` option."""
+        return self.template.unit_ids
+
+    def select_units(self, ids_or_indices: Sequence[Any] | np.ndarray) -> ArrayDataset:
+        """The gauges asked for (ids, positions or a boolean mask), in the order given, over the whole period."""
+        index = unit_positions(self.template, ids_or_indices)
+        gauges = [self.template.unit_ids[i] for i in index.tolist()]
+        records = {g: read_forcing(self._forcing_files[g]) for g in gauges}
+        out = self.dataset._variables(gauges, records, self._flow_files, self.template.dates)
+        return replace(
+            self.template,
+            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
+            unit_ids=tuple(gauges),
+            attributes=self.template.attributes[index],
         )
 
 

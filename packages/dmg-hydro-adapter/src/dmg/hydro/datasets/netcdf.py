@@ -17,6 +17,11 @@ every unit covers). A unit whose file does not cover the requested period is an 
 the file and its dates; NaN inside a file stays NaN. Physical units come from each
 variable's ``units`` attribute when the file has one. Variables are stored as float32,
 attributes as float64.
+
+``open()`` (what ``dmg simulate`` uses) gives the same units, dates and values as ``load()``
+without holding them all: the cache file when there is one, read a chunk of units at a time, else
+a :class:`NetCDFUnitSource`, which reads a unit's values from its file when the unit is selected
+(after opening every file once for its times, variable names and units).
 """
 
 from __future__ import annotations
@@ -24,20 +29,29 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from dmg.core.data import ArrayDataset
+from dmg.core.data.lazy import unit_positions
 from dmg.core.errors import DmgError, InputError
 from dmg.hydro.datasets._tables import read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
 from dmg.hydro.metrics import HYDROLOGY_METRICS
 
+if TYPE_CHECKING:
+    from dmg.core.simulation import UnitSource
+
 INSTALL_HINT = "pip install 'dmg-hydro-adapter[netcdf]'"
+
+_Read = tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]
+"""What :meth:`PerUnitNetCDF._read` gives: times, values by variable and physical units by variable."""
 
 
 class MissingDependencyError(DmgError, ImportError):
@@ -225,8 +239,10 @@ class PerUnitNetCDF(FolderDataset):
 
     # ----------------------------------------------------------------- reading
 
-    def _read(self, xr: Any, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
-        """Times, the chosen variables (float64) and their ``units`` attributes from one file."""
+    def _read(
+        self, xr: Any, path: Path, with_values: bool = True
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+        """Times, the chosen variables (float64; empty unless ``with_values``) and their ``units`` from one file."""
         engine = netcdf_engine()
         try:
             opened = xr.open_dataset(path, engine=engine)
@@ -239,14 +255,16 @@ class PerUnitNetCDF(FolderDataset):
             raise InputError(f"cannot read NetCDF file {path}: {exc}") from None
         try:
             with opened as ds:
-                return self._extract(ds, path)
+                return self._extract(ds, path, with_values)
         except DmgError:
             raise
         except (OSError, ValueError, RuntimeError) as exc:
             raise InputError(f"cannot read NetCDF file {path}: {exc}") from None
 
-    def _extract(self, ds: Any, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
-        """Times, the chosen variables and their units from the open file ``ds``."""
+    def _extract(
+        self, ds: Any, path: Path, with_values: bool = True
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+        """Times, the chosen variables (empty unless ``with_values``) and their units from the open file ``ds``."""
         time_name = self.config.time
         if time_name is None:
             candidates = [n for n in ds.coords if ds[n].dtype.kind == "M"]
@@ -282,7 +300,7 @@ class PerUnitNetCDF(FolderDataset):
                 raise InputError(
                     f"variables: {name!r} in {path} has dimensions {ds[name].dims}, expected only ({time_name!r},)"
                 )
-            values[name] = np.asarray(ds[name].values, dtype=np.float64)
+            values[name] = np.asarray(ds[name].values if with_values else (), dtype=np.float64)
             if "units" in ds[name].attrs:
                 units[name] = str(ds[name].attrs["units"])
         return _coarsest(times), values, units
@@ -292,6 +310,32 @@ class PerUnitNetCDF(FolderDataset):
         xr = import_xarray()
         units, files, attribute_files = self.locate()
         read = {u: self._read(xr, files[u]) for u in units}
+        names = self._variable_names(units, files, read)
+        dates, step = self._time_axis(units, files, {u: r[0] for u, r in read.items()})
+        out = self._place(units, read, names, dates, step)
+        attributes, reference = self._attributes(units, attribute_files)
+        return ArrayDataset(
+            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
+            variables=tuple(out),
+            unit_ids=tuple(units),
+            dates=dates,
+            attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
+            attribute_names=tuple(attributes),
+            units=self._physical_units(units, read),
+            reference_attributes=reference,
+        )
+
+    def open(self) -> UnitSource:
+        """The units, each unit's file read when it is selected.
+
+        From the cache file when there is one (read lazily too); otherwise every unit file is opened
+        once for its times, variable names and units (not its values), and the attribute files are read.
+        """
+        cached = self._open_cache()
+        return cached if cached is not None else NetCDFUnitSource(self)
+
+    def _variable_names(self, units: list[str], files: dict[str, Path], read: dict[str, _Read]) -> list[str]:
+        """The variables of the files (the same in every file), checked against ``rename``."""
         names = list(read[units[0]][1])
         for unit in units[1:]:
             if list(read[unit][1]) != names:
@@ -302,7 +346,12 @@ class PerUnitNetCDF(FolderDataset):
         unknown = [k for k in self.config.rename if k not in names]
         if unknown:
             raise InputError(f"rename: {unknown} are not among the variables read: {names}")
-        dates, step = self._time_axis(units, files, {u: r[0] for u, r in read.items()})
+        return names
+
+    def _place(
+        self, units: Sequence[str], read: dict[str, _Read], names: list[str], dates: np.ndarray, step: np.timedelta64
+    ) -> dict[str, np.ndarray]:
+        """Every variable ``[unit, time]`` of ``units`` on ``dates`` (float64), by its dataset name."""
         out = {self.config.rename.get(n, n): np.full((len(units), len(dates)), np.nan) for n in names}
         for i, unit in enumerate(units):
             times, values, _ = read[unit]
@@ -310,25 +359,23 @@ class PerUnitNetCDF(FolderDataset):
             inside = (offset >= 0) & (offset < len(dates))
             for name in names:
                 out[self.config.rename.get(name, name)][i, offset[inside].astype(np.int64)] = values[name][inside]
-        physical = {}
+        return out
+
+    def _physical_units(self, units: list[str], read: dict[str, _Read]) -> dict[str, str]:
+        """Each variable's ``units`` attribute, from the first file that has one."""
+        physical: dict[str, str] = {}
         for unit in units:
             for name, unit_text in read[unit][2].items():
                 physical.setdefault(self.config.rename.get(name, name), unit_text)
-        attributes = {}
-        tables = []
-        if self.config.attributes:
-            tables = [read_table(p, ",", self.config.id_column) for p in attribute_files]
-            attributes = select_attributes(tables, self.config.attributes, units)
-        return ArrayDataset(
-            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
-            variables=tuple(out),
-            unit_ids=tuple(units),
-            dates=dates,
-            attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
-            attribute_names=tuple(attributes),
-            units=physical,
-            reference_attributes=reference_attributes(tables, tuple(attributes)) if attributes else None,
-        )
+        return physical
+
+    def _attributes(self, units: list[str], attribute_files: list[Path]) -> tuple[dict[str, np.ndarray], Any]:
+        """The attributes ``name -> [unit]`` and the reference attributes (``None`` without attributes)."""
+        if not self.config.attributes:
+            return {}, None
+        tables = [read_table(p, ",", self.config.id_column) for p in attribute_files]
+        attributes = select_attributes(tables, self.config.attributes, units)
+        return attributes, reference_attributes(tables, tuple(attributes))
 
     def _time_axis(
         self, units: list[str], files: dict[str, Path], times: dict[str, np.ndarray]
@@ -368,3 +415,57 @@ class PerUnitNetCDF(FolderDataset):
             if np.any((times[unit].astype(resolution) - start) % step != np.timedelta64(0)):
                 raise InputError(f"time: the times of {files[unit]} are not on the grid of step {step} from {start}")
         return np.arange(start, end + step, step), step
+
+
+class NetCDFUnitSource:
+    """The units of a :class:`PerUnitNetCDF`, each unit's file read when it is selected.
+
+    Opening reads every file's times, variable names and ``units`` attributes (not the values) and
+    the attribute files. :meth:`select_units` gives what ``PerUnitNetCDF.build().select_units(ids)``
+    gives; a fault in a file's values is found when its unit is selected.
+    """
+
+    def __init__(self, dataset: PerUnitNetCDF) -> None:
+        self.dataset = dataset
+        self._xr = import_xarray()
+        units, self._files, attribute_files = dataset.locate()
+        scan = {u: dataset._read(self._xr, self._files[u], with_values=False) for u in units}
+        self._names = dataset._variable_names(units, self._files, scan)
+        dates, self._step = dataset._time_axis(units, self._files, {u: r[0] for u, r in scan.items()})
+        attributes, reference = dataset._attributes(units, attribute_files)
+        variables = tuple(dataset.config.rename.get(n, n) for n in self._names)
+        self.template = ArrayDataset(
+            data=np.broadcast_to(np.zeros((), np.float32), (len(units), len(dates), len(variables))),
+            variables=variables,
+            unit_ids=tuple(units),
+            dates=dates,
+            attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
+            attribute_names=tuple(attributes),
+            units=dataset._physical_units(units, scan),
+            reference_attributes=reference,
+        )
+        """Every unit with its values left out (its ``data`` holds no memory and reads as zeros)."""
+
+    @property
+    def unit_ids(self) -> tuple[str, ...]:
+        """The unit ids, in the order of the ``units`` option (default: sorted)."""
+        return self.template.unit_ids
+
+    def select_units(self, ids_or_indices: Sequence[Any] | np.ndarray) -> ArrayDataset:
+        """The units asked for (ids, positions or a boolean mask), in the order given, over the whole period."""
+        index = unit_positions(self.template, ids_or_indices)
+        units = [self.template.unit_ids[i] for i in index.tolist()]
+        read = {u: self.dataset._read(self._xr, self._files[u]) for u in units}
+        for unit in units:
+            if list(read[unit][1]) != self._names:
+                raise InputError(
+                    f"variables: {self._files[unit]} has variables {list(read[unit][1])} but the files have "
+                    f"{self._names}; list the variables to read with the 'variables' option"
+                )
+        out = self.dataset._place(units, read, self._names, self.template.dates, self._step)
+        return replace(
+            self.template,
+            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
+            unit_ids=tuple(units),
+            attributes=self.template.attributes[index],
+        )
