@@ -19,6 +19,14 @@ average. Run::
     python benchmarks/simulation_scale.py                          # 1 000, 10 000 and 100 000 units
     python benchmarks/simulation_scale.py --units 1000,4000 --days 730 --threads 2
     python benchmarks/simulation_scale.py --units 100000 --chunk-units 4096 --format zarr
+    python benchmarks/simulation_scale.py --inputs npz --units 2000,10000,30000
+
+With ``--inputs npz`` the same synthetic inputs are first written to an ``.npz`` file of
+:meth:`~dmg.core.data.ArrayDataset.save` (in ``--workdir``), and each size is simulated twice from
+it: from the dataset loaded whole (``ArrayDataset.load``, what ``dmg simulate`` did before it read
+the units of each chunk only) and from the lazy source of :func:`dmg.core.data.lazy.open_npz`
+(what ``dmg simulate`` reads an ``.npz`` dataset through). The table then also gives, per size, the
+ratio of the two peaks (loaded whole / lazy), and the size of the inputs in memory.
 """
 
 from __future__ import annotations
@@ -113,16 +121,56 @@ class SyntheticSource:
         )
 
 
-def rss_mib() -> float:
-    """Resident memory of this process now (MiB)."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """Resident memory of this process now (MiB); ``VmHWM``: its peak."""
     with open("/proc/self/status", encoding="utf-8") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, backend: str, workdir: str) -> dict:
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (MiB), since it started its program.
+
+    ``VmHWM`` where there is one: ``getrusage``'s ``ru_maxrss`` keeps, across the ``exec`` that
+    started the program, the memory the process held when it was forked (its parent's).
+    """
+    peak = rss_mib("VmHWM")
+    return peak if peak == peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_inputs(n_units: int, n_time: int, workdir: str) -> Path:
+    """The inputs of :class:`SyntheticSource` as an ``ArrayDataset.save`` file in ``workdir``."""
+    synthetic = SyntheticSource(n_units, n_time)
+    path = Path(workdir) / f"simulation_scale_inputs_{n_units}_{n_time}.npz"
+    if not path.is_file():
+        synthetic.select_units(synthetic.unit_ids).save(path)
+    return path
+
+
+def open_inputs(inputs: str, n_units: int, n_time: int, npz: str | None) -> Any:
+    """The unit source of a measurement: synthetic, or the ``.npz`` file loaded whole or read lazily."""
+    from dmg.core.data import ArrayDataset
+    from dmg.core.data.lazy import open_npz
+
+    if inputs == "synthetic":
+        return SyntheticSource(n_units, n_time)
+    assert npz is not None
+    return ArrayDataset.load(npz) if inputs == "eager" else open_npz(npz)
+
+
+def measure(
+    n_units: int,
+    days: int,
+    warmup: int,
+    chunk_units: int,
+    fmt: str,
+    backend: str,
+    workdir: str,
+    inputs: str = "synthetic",
+    npz: str | None = None,
+) -> dict:
     """One simulation in this process; what it cost."""
     import torch
 
@@ -132,7 +180,8 @@ def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, ba
     from dmg.core.simulation import simulate_domain
 
     config = load_config(run_config(warmup, chunk_units, fmt, backend))
-    source = SyntheticSource(n_units, warmup + days)
+    rss_libraries = rss_mib()
+    source = open_inputs(inputs, n_units, warmup + days, npz)
     torch.manual_seed(0)
     model = build_model(config).eval()
     normalizer = config.data.roles.fit_normalizer(source.select_units(source.unit_ids[:256]))
@@ -164,8 +213,9 @@ def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, ba
         # the last chunk's line (printed when there are several chunks) ends the chunks' share
         chunks_done = max((t for t, line in lines if line.startswith("chunk ")), default=None)
         size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     return {
+        "inputs": inputs,
         "units": n_units,
         "days": days,
         "warmup": warmup,
@@ -177,14 +227,16 @@ def measure(n_units: int, days: int, warmup: int, chunk_units: int, fmt: str, ba
         "unit_steps_per_s": n_units * days / seconds,
         "unit_steps_per_s_with_warmup": n_units * (days + warmup) / seconds,
         "rss_before_mib": before,
+        "rss_before_inputs_mib": rss_libraries,
         "peak_rss_mib": peak,
         "peak_above_start_mib": peak - before,
         "file_mib": size,
     }
 
 
-def child(args: argparse.Namespace, n_units: int, chunk_units: int) -> dict:
+def child(args: argparse.Namespace, n_units: int, chunk_units: int, inputs: str = "synthetic") -> dict:
     """:func:`measure` in a fresh process, so that each peak is its own."""
+    npz = [] if inputs == "synthetic" else ["--npz", str(write_inputs(n_units, args.warmup + args.days, args.workdir))]
     command = [
         sys.executable,
         __file__,
@@ -204,6 +256,9 @@ def child(args: argparse.Namespace, n_units: int, chunk_units: int) -> dict:
         str(args.threads),
         "--workdir",
         args.workdir,
+        "--source",
+        inputs,
+        *npz,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
@@ -217,17 +272,43 @@ def _seconds(value: float | None) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    sources = any(r.get("inputs", "synthetic") != "synthetic" for r in rows)
     lines = [
-        "| units | chunk | seconds | of which final file | unit-steps/s | with warm-up | peak RSS MiB "
+        ("| inputs " if sources else "")
+        + "| units | chunk | seconds | of which final file | unit-steps/s | with warm-up | peak RSS MiB "
         "| above start MiB | file MiB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        ("|---" if sources else "") + "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['units']:,} | {r['chunk_units']} | {r['seconds']:.1f} | {_seconds(r['final_file_seconds'])} | "
+            (f"| {r['inputs']} " if sources else "")
+            + f"| {r['units']:,} | {r['chunk_units']} | {r['seconds']:.1f} | {_seconds(r['final_file_seconds'])} | "
             f"{r['unit_steps_per_s']:,.0f} | "
             f"{r['unit_steps_per_s_with_warmup']:,.0f} | {r['peak_rss_mib']:.0f} | {r['peak_above_start_mib']:.0f} | "
             f"{r['file_mib']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def ratio_table(rows: list[dict]) -> str:
+    """Peak memory of each size with the inputs loaded whole and read lazily, and their ratio."""
+    lines = [
+        "| units | inputs MiB | peak RSS MiB, loaded whole | peak RSS MiB, lazy | ratio | above libraries MiB, "
+        "whole / lazy | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n_units in dict.fromkeys(r["units"] for r in rows):
+        eager = next((r for r in rows if r["units"] == n_units and r["inputs"] == "eager"), None)
+        lazy = next((r for r in rows if r["units"] == n_units and r["inputs"] == "lazy"), None)
+        if eager is None or lazy is None:
+            continue
+        above_eager = eager["peak_rss_mib"] - eager["rss_before_inputs_mib"]
+        above_lazy = lazy["peak_rss_mib"] - lazy["rss_before_inputs_mib"]
+        inputs = n_units * (eager["days"] + eager["warmup"]) * 4 * 4 / 2**20  # 4 float32 variables
+        lines.append(
+            f"| {n_units:,} | {inputs:.0f} | {eager['peak_rss_mib']:.0f} | {lazy['peak_rss_mib']:.0f} | "
+            f"{eager['peak_rss_mib'] / lazy['peak_rss_mib']:.2f} | {above_eager:.0f} / {above_lazy:.0f} | "
+            f"{above_eager / above_lazy:.2f} |"
         )
     return "\n".join(lines)
 
@@ -242,8 +323,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backend", default="kernel", help="engine backend")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--workdir", default=tempfile.gettempdir(), help="folder of the temporary run folders")
-    parser.add_argument("--json", default=str(RESULTS / "simulation_scale.json"), help="where to write the results")
+    parser.add_argument(
+        "--inputs",
+        default="synthetic",
+        choices=["synthetic", "npz"],
+        help="synthetic: made chunk by chunk; npz: read from an .npz file, loaded whole and lazily (compared)",
+    )
+    parser.add_argument("--json", default=None, help="where to write the results (default: in benchmarks/results)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--source", default="synthetic", help=argparse.SUPPRESS)
+    parser.add_argument("--npz", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     import torch
@@ -251,7 +340,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     if args.child is not None:
         result = measure(
-            args.child, args.days, args.warmup, int(args.chunk_units), args.format, args.backend, args.workdir
+            args.child,
+            args.days,
+            args.warmup,
+            int(args.chunk_units),
+            args.format,
+            args.backend,
+            args.workdir,
+            args.source,
+            args.npz,
         )
         print(json.dumps(result))
         return
@@ -261,20 +358,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     report: dict[str, Any] = {
         "versions": provenance.collect(),
         "threads": args.threads,
+        "inputs": args.inputs,
         "command": " ".join(["python", "benchmarks/simulation_scale.py", *(argv or sys.argv[1:])]),
         "load_average_start": os.getloadavg(),
         "results": [],
     }
+    sources = ["synthetic"] if args.inputs == "synthetic" else ["eager", "lazy"]
     for chunk in (int(c) for c in args.chunk_units.split(",")):
         for n_units in (int(u) for u in args.units.split(",")):
-            result = child(args, n_units, chunk)
-            report["results"].append(result)
-            print(table([result]).splitlines()[-1], flush=True)
+            for inputs in sources:
+                result = child(args, n_units, chunk, inputs)
+                report["results"].append(result)
+                print(table([result]).splitlines()[-1], flush=True)
+            if args.inputs == "npz":
+                inputs_file = write_inputs(n_units, args.warmup + args.days, args.workdir)
+                inputs_file.unlink()
     report["load_average_end"] = os.getloadavg()
-    path = Path(args.json)
+    default = "simulation_scale.json" if args.inputs == "synthetic" else "simulation_scale_inputs.json"
+    path = Path(args.json) if args.json else RESULTS / default
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(table(report["results"]))
+    if args.inputs == "npz":
+        print(ratio_table(report["results"]))
     print(f"load average {report['load_average_start']} -> {report['load_average_end']}; results in {path}")
 
 
