@@ -13,7 +13,7 @@ import yaml
 
 pytest.importorskip("bmipy")
 
-from dmg.core import states, workflows
+from dmg.core import workflows
 from dmg.core.bmi import DmgBmi
 from dmg.core.build import load_dataset
 from dmg.core.config import load_config
@@ -46,10 +46,7 @@ def _stepped(config_file: Path, output: str) -> np.ndarray:
 
 def _simulated(run: Path, start: str | None, end: str, output: str, **options: object) -> np.ndarray:
     """``output`` of ``dmg simulate`` (with ``from_state``: of ``dmg simulate --from-state``), ``[time, unit]``."""
-    if options:
-        path, _ = states.simulate(run, start, end, name="bmi_reference", overwrite=True, **options)
-    else:
-        path = workflows.simulate(run, start, end, name="bmi_reference", overwrite=True, chunk_units=3)
+    path = workflows.simulate(run, start, end, name="bmi_reference", overwrite=True, chunk_units=3, **options)
     if path.suffix == ".npz":
         with np.load(path) as saved:
             return saved[output]
@@ -89,7 +86,8 @@ def test_bmi_stepped_day_by_day_equals_simulate(kind, output, hbv_run, sir_run, 
 def test_bmi_reads_a_forcing_file_and_starts_from_a_saved_state(hbv_run, tmp_path):
     dataset = load_dataset(load_config(hbv_run / "config.yaml"))
     dataset.save(tmp_path / "forcings.npz")
-    _, state = states.simulate(hbv_run, "2001-07-01", "2001-08-15", name="bmi_state", save_state="2001-08-15")
+    workflows.simulate(hbv_run, "2001-07-01", "2001-08-15", name="bmi_state", save_state="2001-08-15", overwrite=True)
+    state = hbv_run / "states" / "2001-08-15.pt"
     config = _config_file(
         tmp_path, run=str(hbv_run), start="2001-08-16", end="2001-09-30", forcings="forcings.npz", state=str(state)
     )

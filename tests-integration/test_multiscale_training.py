@@ -71,3 +71,11 @@ def test_multi_timescale_example_learns_the_hourly_twin(tmp_path):
     assert f0["median_abs_error_of_range"] < MAX_F0_ERROR, result.stdout
     assert f0["correlation"] is not None and f0["correlation"] > MIN_F0_CORRELATION, result.stdout
     assert set(report["parameters"]) >= {"coarse.FC", "coarse.BETA", "fine.F0", "fine.FMIN"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "dmg.core.cli", "simulate", str(run), "--set", "simulate.parameters=causal"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2 and "simulate.parameters: causal steps the model forward" in refused.stderr
+    assert "set simulate.parameters: window" in refused.stderr

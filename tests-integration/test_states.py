@@ -30,12 +30,13 @@ def _values(path: Path) -> dict[str, np.ndarray]:
 
 
 def _split_difference(run: Path, start: str, split: str, end: str) -> dict[str, float]:
-    """``dmg simulate`` ``start``-``end`` in one go (in chunks of units) and split after ``split`` with a state;
-    the largest relative difference per output."""
-    whole = workflows.simulate(run, start, end, name="whole", overwrite=True, chunk_units=3)
-    first, saved = states.simulate(run, start, split, name="first", overwrite=True, save_state=split)
-    assert saved is not None and saved.is_file()
-    second, _ = states.simulate(run, None, end, name="second", overwrite=True, from_state=saved)
+    """``dmg simulate`` ``start``-``end`` in one go and split after ``split`` with a state (each in chunks of
+    units, of other sizes); the largest relative difference per output."""
+    whole = workflows.simulate(run, start, end, name="whole", overwrite=True, chunk_units=4)
+    first = workflows.simulate(run, start, split, name="first", overwrite=True, chunk_units=3, save_state=split)
+    saved = run / "states" / f"{split}.pt"
+    assert saved.is_file()
+    second = workflows.simulate(run, None, end, name="second", overwrite=True, chunk_units=2, from_state=saved)
     reference, a, b = _values(whole), _values(first), _values(second)
     assert set(reference) == set(a) == set(b)
     assert a[next(iter(a))].shape[0] + b[next(iter(b))].shape[0] == reference[next(iter(reference))].shape[0]
@@ -61,7 +62,8 @@ def test_sir_split_equals_uninterrupted(sir_run, split):
 
 
 def test_the_state_holds_every_part_of_the_model(hbv_run):
-    _, path = states.simulate(hbv_run, "2001-07-01", "2001-07-20", name="parts", save_state="2001-07-20")
+    workflows.simulate(hbv_run, "2001-07-01", "2001-07-20", name="parts", chunk_units=3, save_state="2001-07-20")
+    path = hbv_run / "states" / "2001-07-20.pt"
     saved = states.read_state(path)
     assert {"runoff.SP", "runoff.SM", "runoff.SUZ", "runoff.SLZ"} <= set(saved.state.physics)
     assert saved.state.physics["runoff.SM"].shape == (4, 4)  # [unit, nmul]
@@ -86,16 +88,18 @@ def test_cli_saves_and_starts_from_a_state(hbv_run, capsys):
 
 
 def test_a_state_of_other_units_or_weights_is_refused(hbv_run, sir_run, tmp_path):
-    _, path = states.simulate(hbv_run, "2001-07-01", "2001-07-10", name="refusals", save_state="2001-07-10")
-    with pytest.raises(states.StateError, match="holds 4 units and the simulation has 2"):
-        states.simulate(hbv_run, None, "2001-07-20", units=["twin0000", "twin0001"], from_state=path, name="r1")
+    units = ["twin0000", "twin0001"]
+    workflows.simulate(hbv_run, "2001-07-01", "2001-07-10", units=units, name="refusals", save_state="2001-07-10")
+    path = hbv_run / "states" / "2001-07-10.pt"
+    with pytest.raises(states.StateError, match=r"holds 2 units and lacks 2 of the simulation's \(twin0002, twin0003"):
+        workflows.simulate(hbv_run, None, "2001-07-20", units=[*units, "twin0002", "twin0003"], from_state=path)
     with pytest.raises(states.StateError, match="another model"):
-        states.simulate(sir_run, "2000-01-01", "2000-03-01", from_state=path, name="r2")
+        workflows.simulate(sir_run, "2000-01-01", "2000-03-01", from_state=path, name="r2")
     saved = torch.load(path, weights_only=True)
     saved["weights"] = "0" * 64
     other = tmp_path / "other_weights.pt"
     torch.save(saved, other)
     with pytest.raises(states.StateError, match="other weights"):
-        states.simulate(hbv_run, None, "2001-07-20", from_state=other, name="r3")
+        workflows.simulate(hbv_run, None, "2001-07-20", from_state=other, name="r3")
     with pytest.raises(states.StateError, match="not a dmg model state file"):
-        states.simulate(hbv_run, None, "2001-07-20", from_state=hbv_run / "checkpoints" / "best.pt", name="r4")
+        workflows.simulate(hbv_run, None, "2001-07-20", from_state=hbv_run / "checkpoints" / "best.pt", name="r4")

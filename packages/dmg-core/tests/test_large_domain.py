@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from dmg.core import simulation
+from dmg.core import simulation, states
 from dmg.core.cli import main
 from dmg.core.data import ArrayDataset
 from dmg.core.errors import ConfigError, InputError
@@ -156,6 +157,24 @@ def test_an_interrupted_simulation_continues_without_recomputing(run, monkeypatc
     assert not partial.exists() and not list((run / "simulations").glob(f".{name}*"))
 
 
+@pytest.mark.parametrize("where", ["simulated chunk 2", "renamed: 000001.state.pt", "state written: 2000-03-20.pt"])
+def test_an_interrupted_simulation_saving_a_state_continues_to_the_same_state(run, monkeypatch, where):
+    state = run / "states" / "2000-03-20.pt"
+    simulate(run, None, None, name="state_straight", chunk_units=3, save_state="2000-03-20", overwrite=True)
+    reference = states.read_state(state)
+    state.unlink()
+    _interrupt_at(monkeypatch, where)
+    with pytest.raises(Interrupted):
+        simulate(run, None, None, name="state_cut", chunk_units=3, save_state="2000-03-20", overwrite=True)
+    monkeypatch.undo()
+    simulate(run, None, None, name="state_cut", chunk_units=3, save_state="2000-03-20", overwrite=True)
+    again = states.read_state(state)
+    assert again.unit_ids == reference.unit_ids and again.date == reference.date
+    for part in ("physics", "parameters"):
+        for key, value in getattr(reference.state, part).items():
+            torch.testing.assert_close(getattr(again.state, part)[key], value, rtol=0, atol=0)
+
+
 def test_a_simulation_interrupted_once_its_file_is_written_is_completed_again_from_its_chunks(run, monkeypatch, capsys):
     _interrupt_at(monkeypatch, "assembled: late")
     with pytest.raises(Interrupted):
@@ -192,8 +211,9 @@ def test_the_command_line_takes_the_chunk_size(run, capsys):
     assert (run / "simulations" / "cli.npz").is_file()
     assert main(["simulate", str(run), "--name", "cli0", "--chunk-units", "0"]) == 2
     assert "--chunk-units must be at least 1, got 0" in capsys.readouterr().err
-    assert main(["simulate", str(run), "--save-state", "2000-03-10", "--chunk-units", "4"]) == 2
-    assert "--chunk-units: --save-state and --from-state simulate every unit at once" in capsys.readouterr().err
+    assert main(["simulate", str(run), "--name", "cli_state", "--save-state", "2000-03-10", "--chunk-units", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "in 3 chunks" in out and f"state: {run / 'states' / '2000-03-10.pt'}" in out
 
 
 def test_only_the_outputs_asked_for_are_written(run):

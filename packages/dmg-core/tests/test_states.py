@@ -22,7 +22,7 @@ from dmg.core import (
 )
 from dmg.core.cli import main
 from dmg.core.data import Batch
-from dmg.core.errors import InputError, SpecError
+from dmg.core.errors import ConfigError, InputError, SpecError
 from dmg.core.stepping import Stepper, network_step, stream_memory
 from dmg.core.testing.models import ToyReservoir
 
@@ -252,37 +252,60 @@ def _load(path):
         return {k: saved[k] for k in saved.files if k not in ("unit_ids", "dates")}
 
 
-def test_run_split_with_a_state_file_equals_the_whole(trained):
-    whole, none = states.simulate(trained, "2000-03-01", "2000-04-29", name="whole")
-    first, path = states.simulate(trained, "2000-03-01", "2000-03-31", name="first", save_state="2000-03-31")
-    second, _ = states.simulate(trained, None, "2000-04-29", name="second", from_state=path)
-    assert none is None and path == trained / "states" / "2000-03-31.pt"
+@pytest.mark.parametrize("chunk", [3, 2, 1])
+def test_run_split_with_a_state_file_equals_the_whole(trained, chunk):
+    whole = workflows.simulate(trained, "2000-03-01", "2000-04-29", name=f"whole{chunk}", chunk_units=chunk)
+    first = workflows.simulate(
+        trained,
+        "2000-03-01",
+        "2000-03-31",
+        name=f"first{chunk}",
+        chunk_units=chunk,
+        save_state="2000-03-31",
+        overwrite=True,
+    )
+    path = trained / "states" / "2000-03-31.pt"
+    second = workflows.simulate(trained, None, "2000-04-29", name=f"second{chunk}", chunk_units=chunk, from_state=path)
     a, b, w = _load(first), _load(second), _load(whole)
     np.testing.assert_allclose(np.concatenate([a["Q"], b["Q"]]), w["Q"], rtol=1e-6, atol=1e-7)
-    saved = states.read_state(path)
+    saved = states.read_state(path)  # joined from the chunks' states
     assert str(saved.next_date) == "2000-04-01T00:00:00" and saved.unit_ids == ("u0", "u1", "u2")
+    assert not list((trained / "simulations").glob("*.partial"))
+
+
+def test_a_state_starts_any_of_its_units_in_any_order(trained):
+    whole = workflows.simulate(trained, "2000-03-01", "2000-04-29", name="all_units")
+    workflows.simulate(trained, "2000-03-01", "2000-03-20", name="to_20", save_state="2000-03-20")
+    path = trained / "states" / "2000-03-20.pt"
+    some = workflows.simulate(trained, None, "2000-04-29", units=["u2", "u0"], name="some", from_state=path)
+    np.testing.assert_allclose(_load(some)["Q"], _load(whole)["Q"][20:, [2, 0]], rtol=1e-6, atol=1e-7)
+    with np.load(some) as saved:
+        assert list(saved["unit_ids"]) == ["u2", "u0"]
 
 
 def test_simulate_steps_forward_by_default_and_runs_one_window_on_request(trained):
     period = ("2000-03-01", "2000-04-29")
     causal = workflows.simulate(trained, *period, name="causal", chunk_units=2)
-    stepped, _ = states.simulate(trained, *period, name="stepped")
+    one_by_one = workflows.simulate(trained, *period, overrides=["evaluate.units_per_batch=1"], name="one_by_one")
     window = workflows.simulate(trained, *period, overrides=["simulate.parameters=window"], name="window")
-    c, s, w = _load(causal)["Q"], _load(stepped)["Q"], _load(window)["Q"]
-    np.testing.assert_allclose(c, s, rtol=1e-6, atol=1e-7)  # in chunks of units or all at once: one model run
+    c, s, w = _load(causal)["Q"], _load(one_by_one)["Q"], _load(window)["Q"]
+    np.testing.assert_allclose(c, s, rtol=1e-6, atol=1e-7)  # however the units are grouped: one model run
     assert not np.allclose(c, w, rtol=1e-3)  # static parameters from the period's last step instead
-    with pytest.raises(InputError, match=r"simulate.parameters: 'window'.*--save-state and --from-state need 'causal'"):
-        states.simulate(trained, *period, overrides=["simulate.parameters=window"], name="w", save_state="2000-03-10")
+    with pytest.raises(
+        ConfigError, match=r"simulate.parameters: 'window'.*--save-state and --from-state need 'causal'"
+    ):
+        workflows.simulate(
+            trained, *period, overrides=["simulate.parameters=window"], name="w", save_state="2000-03-10"
+        )
 
 
 def test_state_files_that_do_not_fit_are_refused(trained, tmp_path):
-    _, path = states.simulate(trained, "2000-03-01", "2000-03-10", name="fit", save_state="2000-03-10")
+    workflows.simulate(trained, "2000-03-01", "2000-03-10", units=["u0", "u1"], name="fit", save_state="2000-03-10")
+    path = trained / "states" / "2000-03-10.pt"
     with pytest.raises(states.StateError, match=r"end of 2000-03-10.*starts on 2000-03-11, not on 2000-03-20"):
-        states.simulate(trained, "2000-03-20", None, name="late", from_state=path)
-    with pytest.raises(states.StateError, match=r"holds 3 units and the simulation has 2 \(the simulation lacks"):
-        states.simulate(trained, None, None, units=["u0", "u1"], name="two", from_state=path)
-    with pytest.raises(states.StateError, match="the same units in another order"):
-        states.simulate(trained, None, None, units=["u2", "u1", "u0"], name="order", from_state=path)
+        workflows.simulate(trained, "2000-03-20", None, name="late", from_state=path)
+    with pytest.raises(states.StateError, match=r"holds 2 units and lacks 1 of the simulation's \(u2\)"):
+        workflows.simulate(trained, None, None, units=["u0", "u1", "u2"], name="three", from_state=path)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:100])
     with pytest.raises(states.StateError, match=f"{truncated} is truncated"):
@@ -290,6 +313,6 @@ def test_state_files_that_do_not_fit_are_refused(trained, tmp_path):
     with pytest.raises(states.StateError, match="does not exist"):
         states.read_state(tmp_path / "missing.pt")
     with pytest.raises(InputError, match="--save-state 2001-01-01: not a date of the simulated period"):
-        states.simulate(trained, "2000-03-01", "2000-03-10", name="outside", save_state="2001-01-01")
-    with pytest.raises(InputError, match="already exists"):
-        states.simulate(trained, "2000-03-01", "2000-03-10", name="again", save_state="2000-03-10")
+        workflows.simulate(trained, "2000-03-01", "2000-03-10", name="outside", save_state="2001-01-01")
+    with pytest.raises(InputError, match=r"2000-03-10\.pt already exists; pass --overwrite"):
+        workflows.simulate(trained, "2000-03-01", "2000-03-10", name="again", save_state="2000-03-10")

@@ -150,7 +150,7 @@ class DmgBmi(Bmi):
         if cfg.state is not None:
             state_file = _resolve(base, cfg.state)
             saved = read_state(state_file)
-            check_state_file(state_file, saved, config, model, data.unit_ids, data.dates[warmup])
+            saved = check_state_file(state_file, saved, config, model, data.unit_ids, data.dates[warmup])
             stepper.load(saved.state)
         elif warmup:
             stepper.warm_up(self._batch(0, warmup))

@@ -124,12 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--save-state",
         metavar="DATE",
-        help="save the model's whole state at the end of DATE to RUN_DIR/states/DATE.pt (every unit at once)",
+        help="save the model's whole state at the end of DATE to RUN_DIR/states/DATE.pt",
     )
     p.add_argument(
         "--from-state",
         metavar="FILE",
-        help="start from a state saved by --save-state, at the step after its date (no warm-up; every unit at once)",
+        help="start from a state saved by --save-state, at the step after its date (no warm-up), for its units "
+        "or those of --units",
     )
     p.add_argument(
         "--chunk-units",
@@ -258,11 +259,8 @@ def _print_evaluation(run_dir: str | Path, report: Mapping[str, Any]) -> None:
 
 def _simulate(args: argparse.Namespace) -> int:
     from dmg.core import workflows
+    from dmg.core.distributed import Distributed
 
-    if args.save_state or args.from_state:
-        if args.chunk_units is not None:
-            raise InputError("--chunk-units: --save-state and --from-state simulate every unit at once")
-        return _simulate_with_states(args)
     path = workflows.simulate(
         args.run_dir,
         args.start,
@@ -274,32 +272,16 @@ def _simulate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         chunk_units=args.chunk_units,
         report=lambda line: print(line, flush=True),
-    )
-    from dmg.core.distributed import Distributed
-
-    if Distributed.from_environment().is_main:
-        print(f"predictions: {path}")
-    return 0
-
-
-def _simulate_with_states(args: argparse.Namespace) -> int:
-    from dmg.core import states
-
-    path, state = states.simulate(
-        args.run_dir,
-        args.start,
-        args.end,
-        args.units,
-        args.overrides,
-        args.name,
-        args.checkpoint,
-        overwrite=args.overwrite,
         save_state=args.save_state,
         from_state=args.from_state,
     )
-    print(f"predictions: {path}")
-    if state is not None:
-        print(f"state: {state}")
+    if Distributed.from_environment().is_main:
+        print(f"predictions: {path}")
+        if args.save_state:
+            from dmg.core.runfolder import RunFolder
+            from dmg.core.states import state_path
+
+            print(f"state: {state_path(RunFolder.existing(args.run_dir), args.save_state)}")
     return 0
 
 

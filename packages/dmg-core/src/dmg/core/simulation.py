@@ -32,7 +32,7 @@ import math
 import shutil
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -42,14 +42,24 @@ from dmg.core.config import Period, RunConfig, dump_config
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.distributed import Distributed
-from dmg.core.errors import ConfigError, DmgError, InputError
+from dmg.core.errors import ConfigError, DmgError, InputError, SpecError
 from dmg.core.evaluation import predict
 from dmg.core.faults import fault_point
 from dmg.core.io import TEMPORARY_SUFFIX, atomic_open, atomic_path, atomic_write_text
 from dmg.core.model import DeltaModel
 from dmg.core.run_data import period_data
 from dmg.core.runfolder import RunFolder
-from dmg.core.states import simulate_data
+from dmg.core.states import (
+    SavedState,
+    as_seconds,
+    check_state_file,
+    date_text,
+    read_state,
+    simulate_data,
+    state_path,
+    write_state,
+)
+from dmg.core.stepping import ModelState, Stepper
 
 __all__ = [
     "FORMATS",
@@ -158,6 +168,10 @@ class SimulationPlan:
         Digest of the checkpoint file the model was loaded from.
     config_sha256
         Digest of the resolved configuration (with ``--set`` overrides).
+    save_state
+        The date at whose end the state is saved (``--save-state``), ISO text, or ``None``.
+    from_state_sha256
+        Digest of the state file the simulation starts from (``--from-state``), or ``None``.
     """
 
     n_units: int
@@ -170,6 +184,8 @@ class SimulationPlan:
     format: str
     checkpoint_sha256: str
     config_sha256: str
+    save_state: str | None = None
+    from_state_sha256: str | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -200,6 +216,10 @@ class PartialSimulation:
     def part(self, index: int) -> Path:
         """The file holding chunk ``index``'s outputs (``chunks/<index>.npz``)."""
         return self.path / CHUNKS_DIR / f"{index:06d}.npz"
+
+    def state_part(self, index: int) -> Path:
+        """The file holding chunk ``index``'s saved state (``chunks/<index>.state.pt``), written before its outputs."""
+        return self.path / CHUNKS_DIR / f"{index:06d}.state.pt"
 
     def finished(self, n_chunks: int) -> list[int]:
         """The chunks whose outputs are written."""
@@ -278,6 +298,8 @@ def simulate_domain(
     name: str | None = None,
     overwrite: bool = False,
     chunk_units: int | None = None,
+    save_state: np.datetime64 | None = None,
+    from_state: Path | None = None,
     distributed: Distributed | None = None,
     report: Report | None = None,
 ) -> Path:
@@ -296,15 +318,22 @@ def simulate_domain(
     ids
         The units to simulate, in the order of the file.
     period
-        Dates with predictions; ``data.warmup`` steps before it set the states.
+        Dates with predictions; ``data.warmup`` steps before it set the states (none from a state).
     checkpoint
         The checkpoint file ``model`` was loaded from (recorded in the plan).
     name
         File name without suffix under ``simulations/`` (default: ``<first date>_<last date>``).
     overwrite
-        Replace an existing file of that name, and discard an unfinished simulation of another plan.
+        Replace an existing file of that name (and state file), and discard an unfinished simulation of
+        another plan.
     chunk_units
         Units simulated and written at a time (default ``simulate.chunk_units``).
+    save_state
+        A date of the period: the state of every unit at its end is written to ``RUN/states/<date>.pt``
+        (:func:`~dmg.core.states.state_path`), gathered from the chunks.
+    from_state
+        A state file (:mod:`dmg.core.states`) holding the units: the simulation starts from it at the
+        step after its date, without warm-up.
     distributed
         This process's place under ``torchrun`` (default: read from the environment).
     report
@@ -314,7 +343,11 @@ def simulate_domain(
     ------
     InputError
         If the file exists and not ``overwrite``, an unfinished simulation of another plan is in the
-        way, or a chunk's inputs or outputs are not finite (naming the unit and the date).
+        way, a state does not fit, or a chunk's inputs or outputs are not finite (naming the unit and
+        the date).
+    ConfigError
+        If the model cannot be stepped forward as ``simulate.parameters: causal`` (the default) asks, or
+        states are asked for with ``window``.
     """
     distributed = distributed or Distributed.from_environment()
     say = report if report is not None and distributed.is_main else (lambda line: None)
@@ -325,11 +358,20 @@ def simulate_domain(
     if size < 1:
         raise InputError(f"--chunk-units must be at least 1, got {size}")
     fmt = output_format(config.simulate.format, config.output.predictions)
+    _check_stepping(config, model, states_asked=save_state is not None or from_state is not None)
+    initial = read_state(from_state) if from_state is not None else None
     first = source.select_units(units[:1])  # the period's dates, and its warnings once
-    data, warmup = period_data(config, first, period, first.unit_ids, strict_warmup=False, key=PERIOD_KEY)
+    data, warmup = _period(config, first, period, initial is not None)
+    step = None if first.step is None else np.timedelta64(first.step, "s")  # the record's, kept in a state
     dates = data.dates[warmup:]
     if dates.size == 0:
         raise InputError(f"{PERIOD_KEY}: the period has no date after the warm-up of {warmup} steps")
+    if initial is not None:
+        initial = check_state_file(from_state or "", initial, config, model, units, dates[0])
+    if save_state is not None and not (dates == as_seconds(save_state).astype(dates.dtype)).any():
+        raise InputError(
+            f"--save-state {date_text(save_state)}: not a date of the simulated period {dates[0]} to {dates[-1]}"
+        )
     stem = folder.simulation(name if name is not None else f"{dates[0]}_{dates[-1]}".replace(":", ""))
     plan = SimulationPlan(
         n_units=len(units),
@@ -342,14 +384,19 @@ def simulate_domain(
         format=fmt,
         checkpoint_sha256=_file_digest(checkpoint),
         config_sha256=_digest(dump_config(config).encode()),
+        save_state=None if save_state is None else date_text(save_state),
+        from_state_sha256=None if from_state is None else _file_digest(from_state),
     )
     partial = PartialSimulation(stem.with_name(stem.name + PARTIAL_SUFFIX))
     target = stem.with_name(stem.name + SUFFIXES[fmt])
+    state_target = None if save_state is None else state_path(folder, save_state)
 
     def prepare() -> list[int]:
         existing = [p for p in (stem.with_name(stem.name + s) for s in SUFFIXES.values()) if p.exists()]
         if existing and not overwrite:
             raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
+        if state_target is not None and state_target.exists() and not overwrite:
+            raise InputError(f"{state_target} already exists; pass --overwrite to replace it")
         done = partial.prepare(plan, overwrite)
         _remove_leftovers(target)
         return done
@@ -363,8 +410,14 @@ def simulate_domain(
     failure: str | None = None
     try:
         for index in todo[distributed.rank :: distributed.world_size]:
-            outputs = _simulate_chunk(config, model, normalizer, source, units[plan.chunk(index)], period, plan)
+            chunk_ids = units[plan.chunk(index)]
+            chunk_initial = None if initial is None else initial.for_units(chunk_ids, from_state or "")
+            outputs, saved = _simulate_chunk(
+                config, model, normalizer, source, chunk_ids, period, plan, chunk_initial, save_state, step
+            )
             fault_point(f"simulated chunk {index}")
+            if saved is not None:
+                write_state(partial.state_part(index), saved)
             partial.write_part(index, outputs)
             if plan.n_chunks > 1:
                 say(f"chunk {index + 1} of {plan.n_chunks} written")
@@ -380,12 +433,44 @@ def simulate_domain(
         missing = [i for i in range(plan.n_chunks) if not partial.part(i).is_file()]
         if missing:
             raise InputError(f"{partial.path}: chunks {missing[:10]} were not written; run the same command again")
+        if state_target is not None:
+            write_state(state_target, _joined_state(partial, plan))
+            fault_point(f"state written: {state_target.name}")
         _assemble(partial, plan, target, units, dates)
         fault_point(f"assembled: {target.name}")
         shutil.rmtree(partial.path)
 
     distributed.on_main(assemble)  # the other processes wait for the final file, or its failure
     return target
+
+
+def _check_stepping(config: RunConfig, model: DeltaModel, states_asked: bool) -> None:
+    """Refuse, naming ``simulate.parameters``, a model that cannot be stepped forward, or states of a window run."""
+    if config.simulate.parameters != "causal":
+        if states_asked:
+            raise ConfigError(
+                f"simulate.parameters: {config.simulate.parameters!r} takes static parameters from the end of the "
+                "period; --save-state and --from-state need 'causal' (a state holds what the model knows at its date)"
+            )
+        return
+    try:
+        Stepper(model)
+    except SpecError as exc:
+        raise ConfigError(
+            f"simulate.parameters: causal steps the model forward, but {exc}; set simulate.parameters: window "
+            "to simulate the period as one window"
+        ) from None
+
+
+def _period(config: RunConfig, data: ArrayDataset, period: Period, from_state: bool) -> tuple[ArrayDataset, int]:
+    """``data`` over the period with its warm-up before it (none when the simulation starts from a state)."""
+    with warnings.catch_warnings():
+        if from_state:  # no warm-up is simulated: a short one is no matter
+            warnings.simplefilter("ignore")
+        data, warmup = period_data(config, data, period, data.unit_ids, strict_warmup=False, key=PERIOD_KEY)
+    if from_state:
+        return data.isel_time(slice(warmup, None)), 0
+    return data, warmup
 
 
 def _simulate_chunk(
@@ -396,31 +481,61 @@ def _simulate_chunk(
     units: Sequence[str],
     period: Period,
     plan: SimulationPlan,
-) -> dict[str, np.ndarray]:
-    """Every ``[time, unit]`` output of the model for ``units`` over the plan's period."""
+    initial: SavedState | None,
+    save_state: np.datetime64 | None,
+    step: np.timedelta64 | None,
+) -> tuple[dict[str, np.ndarray], SavedState | None]:
+    """The ``[time, unit]`` outputs the plan writes for ``units``, and their state at ``save_state``."""
     chunk = source.select_units(list(units))
     with warnings.catch_warnings():  # warned about once, when the period's dates were found
         warnings.simplefilter("ignore")
-        data, warmup = period_data(config, chunk, period, chunk.unit_ids, strict_warmup=False, key=PERIOD_KEY)
+        data, warmup = _period(config, chunk, period, initial is not None)
     if warmup != plan.warmup or data.n_time - warmup != plan.n_time:
         raise InputError(
             f"{PERIOD_KEY}: units {units[0]} to {units[-1]} do not cover the dates {plan.first} to {plan.last}"
         )
+    saved = None
     if config.simulate.parameters == "window":
         outputs = predict(config, model, normalizer, data, warmup, with_targets=False)
     else:
-        outputs, _ = simulate_data(
-            config, model, normalizer, data, warmup, units_per_batch=config.evaluate.units_per_batch
+        outputs, saved = simulate_data(
+            config,
+            model,
+            normalizer,
+            data,
+            warmup,
+            initial=initial,
+            save_at=save_state,
+            step=step,
+            units_per_batch=config.evaluate.units_per_batch,
         )
     wanted = config.simulate.outputs
     if wanted is None:
-        return outputs
+        return outputs, saved
     unknown = [name for name in wanted if name not in outputs]
     if unknown:
         raise ConfigError(
             f"simulate.outputs: the model has no [time, unit] output {', '.join(unknown)}; it has {sorted(outputs)}"
         )
-    return {name: outputs[name] for name in dict.fromkeys(wanted)}
+    return {name: outputs[name] for name in dict.fromkeys(wanted)}, saved
+
+
+def _joined_state(partial: PartialSimulation, plan: SimulationPlan) -> SavedState:
+    """The state of every unit, joined from the chunks' states in the order of the units."""
+    parts = []
+    for index in range(plan.n_chunks):
+        path = partial.state_part(index)
+        if not path.is_file():
+            raise InputError(
+                f"{path} is missing: chunk {index} was written without its state; remove {partial.part(index)} and "
+                "run the same command again to recompute it"
+            )
+        parts.append(read_state(path))
+    return replace(
+        parts[0],
+        state=ModelState.concat([p.state for p in parts]),
+        unit_ids=tuple(u for p in parts for u in p.unit_ids),
+    )
 
 
 # --------------------------------------------------------------------------- assembly

@@ -7,9 +7,9 @@ date and the step length. A simulation started from it (``dmg simulate RUN --fro
 begins at the next step and continues the simulation that saved it exactly.
 
 Files are written atomically (:mod:`dmg.core.io`) and read with ``torch.load(weights_only=True)``.
-A file that does not belong to the run (another model or other weights, other units, a date that
-is not the step before the simulation's start) is refused with an error naming the file and what
-differs.
+A file that does not belong to the run (another model or other weights, units it does not hold, a
+date that is not the step before the simulation's start) is refused with an error naming the file and
+what differs. A state holds its units in any order and starts a simulation of any of them.
 """
 
 from __future__ import annotations
@@ -20,23 +20,21 @@ import json
 import pickle
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 
-from dmg.core.build import load_dataset
-from dmg.core.config import RunConfig, load_config, make_period
+from dmg.core.config import RunConfig
 from dmg.core.data.batching import make_batch
 from dmg.core.data.dataset import ArrayDataset
 from dmg.core.data.normalizer import Normalizer
 from dmg.core.errors import InputError
-from dmg.core.evaluation import check_predictions, load_trained, save_predictions
+from dmg.core.evaluation import check_predictions
 from dmg.core.io import atomic_torch_save
 from dmg.core.model import DeltaModel
-from dmg.core.run_data import period_data
 from dmg.core.runfolder import RunFolder
 from dmg.core.stepping import ModelState, Stepper
 
@@ -47,7 +45,6 @@ __all__ = [
     "read_state",
     "model_digest",
     "write_state",
-    "simulate",
     "simulate_data",
     "state_path",
 ]
@@ -92,6 +89,27 @@ class SavedState:
     def next_date(self) -> np.datetime64:
         """The first step a simulation from this state simulates."""
         return self.date + self.step
+
+    def for_units(self, unit_ids: Sequence[str], path: str | Path = "the state") -> SavedState:
+        """The state of ``unit_ids`` (any of its units, in any order).
+
+        Raises
+        ------
+        StateError
+            If the state lacks some of the units, naming them and ``path``.
+        """
+        wanted = [str(u) for u in unit_ids]
+        if tuple(wanted) == self.unit_ids:
+            return self
+        position = {u: i for i, u in enumerate(self.unit_ids)}
+        missing = [u for u in wanted if u not in position]
+        if missing:
+            raise StateError(
+                f"state file {path} holds {len(self.unit_ids)} units and lacks {len(missing)} of the simulation's "
+                f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); simulate units it was saved for "
+                "(--units)"
+            )
+        return replace(self, state=self.state.select([position[u] for u in wanted]), unit_ids=tuple(wanted))
 
 
 def model_description(config: RunConfig) -> str:
@@ -183,8 +201,13 @@ def check_state_file(
     model: DeltaModel,
     unit_ids: Sequence[str],
     start: np.datetime64 | None,
-) -> None:
-    """Refuse ``saved`` (read from ``path``) unless it belongs to this model, these units and ``start``.
+) -> SavedState:
+    """``saved`` (read from ``path``) for ``unit_ids``, if it belongs to this model and ``start``.
+
+    Returns
+    -------
+    SavedState
+        The state of ``unit_ids``, in their order (:meth:`SavedState.for_units`).
 
     Raises
     ------
@@ -201,21 +224,12 @@ def check_state_file(
             f"state file {path} was saved with other weights than this run's checkpoint; start it with the "
             "checkpoint that saved it (--checkpoint)"
         )
-    if tuple(unit_ids) != saved.unit_ids:
-        missing = [u for u in unit_ids if u not in saved.unit_ids][:5]
-        extra = [u for u in saved.unit_ids if u not in unit_ids][:5]
-        detail = "the same units in another order"
-        if missing or extra:
-            detail = f"it lacks units {missing}" if missing else f"the simulation lacks its units {extra}"
-        raise StateError(
-            f"state file {path} holds {len(saved.unit_ids)} units and the simulation has {len(unit_ids)} ({detail}); "
-            "simulate the units it was saved for (--units)"
-        )
     if start is not None and as_seconds(start) != as_seconds(saved.next_date):
         raise StateError(
             f"state file {path} holds the state at the end of {date_text(saved.date)}: a simulation from it starts "
             f"on {date_text(saved.next_date)}, not on {date_text(start)}; use --start {date_text(saved.next_date)}"
         )
+    return saved.for_units(unit_ids, path)
 
 
 def simulate_data(
@@ -246,22 +260,22 @@ def simulate_data(
     warmup
         Leading steps simulated only to set the state (none when starting from ``initial``).
     initial
-        A saved state to start from (checked against the run with :func:`check_state_file` first);
-        the warm-up is then skipped.
+        The saved state of ``data``'s units to start from (checked against the run with
+        :func:`check_state_file`); there is no warm-up then.
     save_at
         A date of the period at whose end the state is returned.
     step
         The length of a step (default: that of ``data``, which then needs two dates or more).
     units_per_batch
-        Units simulated together (default: all); a state is only saved or started from for all units at once.
+        Units simulated together (default: all).
 
     Raises
     ------
     InputError
         If ``save_at`` is not a date of the period, or an output is non-finite.
     """
-    if initial is not None and warmup:
-        raise InputError("a simulation from a saved state has no warm-up")
+    if initial is not None and (warmup or initial.unit_ids != tuple(data.unit_ids)):
+        raise InputError("a simulation from a saved state has no warm-up and the state's units")
     dates = data.dates
     save_index = None
     if save_at is not None:
@@ -271,17 +285,17 @@ def simulate_data(
                 f"--save-state {save_at}: not a date of the simulated period {dates[warmup]} to {dates[-1]}"
             )
         save_index = warmup + int(matches[0])
-    width = data.n_units if units_per_batch is None or initial or save_at is not None else units_per_batch
+    width = max(units_per_batch or data.n_units, 1)
     roles = config.data.roles.model_copy(update={"targets": {}})
     dtype = next(iter(model.parameters())).dtype
     cuts = [warmup, *([] if save_index is None else [save_index + 1]), data.n_time]
     collected: dict[str, list[np.ndarray]] = {}
-    saved: SavedState | None = None
-    for first in range(0, data.n_units, max(width, 1)):
+    saved_parts: list[ModelState] = []
+    for first in range(0, data.n_units, width):
         units = np.arange(first, min(first + width, data.n_units))
         stepper = Stepper(model)
         if initial is not None:
-            stepper.load(initial.state)
+            stepper.load(initial.state.select(units))
         if warmup:
             stepper.warm_up(make_batch(data, roles, normalizer, units, 0, warmup, 0, dtype=dtype))
         parts: dict[str, list[np.ndarray]] = {}
@@ -292,18 +306,21 @@ def simulate_data(
             for name, value in out.items():
                 parts.setdefault(name, []).append(value.float().cpu().numpy())
             if save_index is not None and stop == save_index + 1:
-                saved = SavedState(
-                    state=stepper.state(),
-                    date=dates[save_index],
-                    step=_step(data) if step is None else step,
-                    unit_ids=tuple(data.unit_ids),
-                    model=model_description(config),
-                    weights=model_digest(model),
-                )
+                saved_parts.append(stepper.state())
         for name, values in parts.items():
             collected.setdefault(name, []).append(np.concatenate(values))
     predictions = {name: np.concatenate(parts, axis=1) for name, parts in collected.items()}
     check_predictions(predictions, data, warmup)
+    if save_index is None:
+        return predictions, None
+    saved = SavedState(
+        state=ModelState.concat(saved_parts),
+        date=dates[save_index],
+        step=_step(data) if step is None else step,
+        unit_ids=tuple(data.unit_ids),
+        model=model_description(config),
+        weights=model_digest(model),
+    )
     return predictions, saved
 
 
@@ -312,85 +329,3 @@ def _step(data: ArrayDataset) -> np.timedelta64:
     if step is None:
         raise InputError("a state can only be saved for data with at least two dates (the step length is unknown)")
     return np.timedelta64(step, "s")
-
-
-def simulate(
-    run_dir: str | Path,
-    start: str | None,
-    end: str | None,
-    units: Sequence[str] | None = None,
-    overrides: Sequence[str] = (),
-    name: str | None = None,
-    checkpoint: str = "best",
-    overwrite: bool = False,
-    *,
-    save_state: str | None = None,
-    from_state: str | Path | None = None,
-) -> tuple[Path, Path | None]:
-    """``dmg simulate`` of every unit at once, from a saved state and/or saving the state at a date.
-
-    The outputs equal those of ``dmg simulate`` without states (:mod:`dmg.core.simulation`) over the same
-    period, to float rounding: both step the model forward (``simulate.parameters: causal``).
-
-    Parameters
-    ----------
-    run_dir, start, end, units, overrides, name, checkpoint, overwrite
-        As for :func:`dmg.core.workflows.simulate`.
-    save_state
-        A date of the period (``YYYY-MM-DD``): the state at its end is written to ``RUN/states/<date>.pt``.
-    from_state
-        A state file: the simulation starts from it (no warm-up) at the step after its date, which must be
-        ``start`` (default: that step).
-
-    Returns
-    -------
-    tuple[Path, Path | None]
-        The predictions file and the state file written (``None`` without ``save_state``).
-    """
-    from dmg.core.workflows import widen_dataset  # the workflows sit above the states
-
-    folder = RunFolder.existing(run_dir)
-    initial = read_state(from_state) if from_state is not None else None
-    if initial is not None and start is None:
-        start = date_text(initial.next_date)
-    period = make_period(start, end, "simulate --start/--end")
-    save_at = None
-    if save_state is not None:
-        try:
-            save_at = np.datetime64(save_state)
-        except ValueError:
-            raise InputError(f"--save-state {save_state!r} is not a date; write YYYY-MM-DD") from None
-    if load_config(folder.config).train.seeds:
-        raise InputError(f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.path}/members")
-    with folder.lock("dmg simulate"):
-        config, model, normalizer, _ = load_trained(folder, checkpoint, overrides)
-        if config.simulate.parameters != "causal":
-            raise InputError(
-                f"simulate.parameters: {config.simulate.parameters!r} takes static parameters from the end of the "
-                "period; --save-state and --from-state need 'causal' (a state holds what the model knows at its date)"
-            )
-        config = widen_dataset(config, units, period)
-        dataset = load_dataset(config)
-        ids = list(units) if units else list(dataset.unit_ids)
-        unknown = [u for u in ids if u not in dataset.unit_ids]
-        if unknown:
-            raise InputError(f"--units: the dataset has no unit {', '.join(unknown[:5])}")
-        data, warmup = period_data(config, dataset, period, ids, strict_warmup=False, key="simulate --start/--end")
-        if initial is not None:
-            data, warmup = data.isel_time(slice(warmup, None)), 0
-            check_state_file(from_state or "", initial, config, model, data.unit_ids, data.dates[0])
-        dates = data.dates[warmup:]
-        stem = folder.simulation(name or f"{dates[0]}_{dates[-1]}".replace(":", ""))
-        existing = [p for p in (stem.with_suffix(".nc"), stem.with_suffix(".npz")) if p.exists()]
-        if existing and not overwrite:
-            raise InputError(f"{existing[0]} already exists; choose another --name, or pass --overwrite to replace it")
-        target = state_path(folder, as_seconds(save_at)) if save_at is not None else None
-        if target is not None and target.exists() and not overwrite:
-            raise InputError(f"{target} already exists; pass --overwrite to replace it")
-        predictions, saved = simulate_data(
-            config, model, normalizer, data, warmup, initial=initial, save_at=save_at, step=dataset.step
-        )
-        if target is not None and saved is not None:
-            write_state(target, saved)
-        path = save_predictions(stem, predictions, data.unit_ids, dates, config.output.predictions)
-    return path, target

@@ -33,7 +33,7 @@ A stepped simulation split at any step, with :meth:`Stepper.state` carried over 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,12 +50,12 @@ from dmg.core.networks import call_network
 from dmg.core.physics import Composite, Outputs, PhysicsModel, SeriesModel
 from dmg.core.signature import Processes, TensorDict
 
-__all__ = ["ModelState", "Stepper", "member_paths", "network_step", "stream_memory"]
+__all__ = ["UNIT_AXES", "ModelState", "Stepper", "member_paths", "network_step", "stream_memory"]
 
 HISTORY = "inputs"
 """Key of the input history in the state of a network run on everything it has seen."""
-HISTORY_STATIC = "static_inputs"
-"""Key of the static inputs kept with that history."""
+UNIT_AXES = {"physics": 0, "parameters": 0, "memory": 1, "networks": 1}
+"""The axis over the units of the tensors in each part of a :class:`ModelState`."""
 
 
 @dataclass
@@ -70,12 +70,17 @@ class ModelState:
         Past inputs of series models that depend on them (e.g. a routing's unit-hydrograph buffer),
         member path -> name -> ``[steps, unit]``; member paths are dotted (``"routing"``).
     networks
-        Each network's recurrent state, network name -> name -> tensor.
+        Each network's recurrent state, network name -> name -> tensor with the units on axis 1 (as
+        the hidden state of torch's recurrent layers, ``[layers, unit, hidden]``, and an input
+        history, ``[steps, unit, features]``).
     parameters
-        The static parameters held since the end of the warm-up (physical values, name -> tensor);
+        The static parameters held since the end of the warm-up (physical values, name -> ``[unit, ...]``);
         empty before the first step.
     steps
         Steps simulated since the model started from its initial state (warm-up included).
+
+    Every tensor has one axis over the units (:data:`UNIT_AXES`), so the state of some units can be
+    taken out (:meth:`select`) and the states of several groups of units joined (:meth:`concat`).
     """
 
     physics: TensorDict = field(default_factory=dict)
@@ -107,6 +112,56 @@ class ModelState:
             networks={k: dict(v) for k, v in saved["networks"].items()},
             parameters=dict(saved["parameters"]),
             steps=int(saved["steps"]),
+        )
+
+    def select(self, units: Sequence[int] | torch.Tensor) -> ModelState:
+        """The state of the units at positions ``units`` (in that order)."""
+        index = torch.as_tensor(units, dtype=torch.long)
+
+        def take(values: Mapping[str, torch.Tensor], axis: int) -> TensorDict:
+            return {k: v.index_select(axis, index.to(v.device)) for k, v in values.items()}
+
+        return ModelState(
+            physics=take(self.physics, UNIT_AXES["physics"]),
+            memory={k: take(v, UNIT_AXES["memory"]) for k, v in self.memory.items()},
+            networks={k: take(v, UNIT_AXES["networks"]) for k, v in self.networks.items()},
+            parameters=take(self.parameters, UNIT_AXES["parameters"]),
+            steps=self.steps,
+        )
+
+    @classmethod
+    def concat(cls, states: Sequence[ModelState]) -> ModelState:
+        """The states of groups of units joined along the units, in the order given.
+
+        Raises
+        ------
+        InputError
+            If the states do not hold the same tensors or were taken after different numbers of steps.
+        """
+        first = states[0]
+        if any(s.steps != first.steps for s in states):
+            raise InputError(
+                f"states taken after different numbers of steps cannot be joined: {[s.steps for s in states]}"
+            )
+
+        def join(parts: Sequence[Mapping[str, torch.Tensor]], axis: int, what: str) -> TensorDict:
+            keys = list(parts[0])
+            if any(list(p) != keys for p in parts):
+                raise InputError(f"states with different {what} cannot be joined: {[sorted(p) for p in parts]}")
+            return {k: torch.cat([p[k] for p in parts], dim=axis) for k in keys}
+
+        def nested(name: str) -> dict[str, TensorDict]:
+            groups = [getattr(s, name) for s in states]
+            if any(list(g) != list(groups[0]) for g in groups):
+                raise InputError(f"states with different {name} cannot be joined")
+            return {k: join([g[k] for g in groups], UNIT_AXES[name], f"{name} {k}") for k in groups[0]}
+
+        return cls(
+            physics=join([s.physics for s in states], UNIT_AXES["physics"], "physics states"),
+            memory=nested("memory"),
+            networks=nested("networks"),
+            parameters=join([s.parameters for s in states], UNIT_AXES["parameters"], "parameters"),
+            steps=first.steps,
         )
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ModelState:

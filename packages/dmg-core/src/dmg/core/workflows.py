@@ -17,6 +17,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from dmg.core import checkpoints, provenance, registry
 from dmg.core.build import build_loss, build_model, load_dataset, open_unit_source
 from dmg.core.components import options_with_role
@@ -39,6 +41,7 @@ from dmg.core.io import atomic_path
 from dmg.core.run_data import check_targets, period_data, unit_split
 from dmg.core.runfolder import RunFolder
 from dmg.core.simulation import simulate_domain
+from dmg.core.states import check_state_file, date_text, read_state
 from dmg.core.training import EpochCallback, Trainer, seed_everything
 
 Announce = Callable[[RunFolder], None]
@@ -212,6 +215,9 @@ def simulate(
     overwrite: bool = False,
     chunk_units: int | None = None,
     report: Callable[[str], None] | None = None,
+    *,
+    save_state: str | None = None,
+    from_state: str | Path | None = None,
 ) -> Path:
     """Run a trained model on a new period and/or new units (no targets needed); returns the predictions file.
 
@@ -219,18 +225,36 @@ def simulate(
     ``overwrite``. Units are simulated ``chunk_units`` at a time (default ``simulate.chunk_units``),
     each chunk kept as it finishes: the same call after an interruption continues where it stopped,
     and under ``torchrun`` the processes share the chunks (:mod:`dmg.core.simulation`).
+
+    ``save_state`` (a date of the period, ``YYYY-MM-DD``) also writes the state of every unit at its end
+    to ``RUN/states/<date>.pt``; ``from_state`` (such a file) starts the simulation from it at the step
+    after its date (``start`` may be left out), without warm-up, for its units unless ``units`` names
+    some of them.
     """
     folder = RunFolder.existing(run_dir)
+    initial = read_state(from_state) if from_state is not None else None
+    if initial is not None and start is None:
+        start = date_text(initial.next_date)
     period = make_period(start, end, "simulate --start/--end")
+    save_at = None
+    if save_state is not None:
+        try:
+            save_at = np.datetime64(save_state)
+        except ValueError:
+            raise InputError(f"--save-state {save_state!r} is not a date; write YYYY-MM-DD") from None
     if name is not None:
         folder.simulation(name)  # a plain file name, checked before anything is loaded
     if load_config(folder.config).train.seeds:
         raise InputError(
             f"{folder.path} is a seed ensemble: simulate with one of its members, {folder.member(0).parent}/seed_<seed>"
         )
+    if initial is not None and not units:
+        units = initial.unit_ids
     distributed = Distributed.from_environment()
     with folder.lock("dmg simulate") if distributed.is_main else contextlib.nullcontext():
         config, model, normalizer, chosen = load_trained(folder, checkpoint, overrides)
+        if initial is not None:  # the model and weights first: a state of another run names no unit of this one
+            check_state_file(from_state or "", initial, config, model, initial.unit_ids, None)
         model = model.to(distributed.device(resolve_device(config.device)))
         config = widen_dataset(config, units, period)
         dataset = open_unit_source(config)  # each chunk's units read when it is simulated
@@ -251,6 +275,8 @@ def simulate(
             name=name,
             overwrite=overwrite,
             chunk_units=chunk_units,
+            save_state=save_at,
+            from_state=None if from_state is None else Path(from_state),
             distributed=distributed,
             report=report,
         )
