@@ -20,6 +20,10 @@ average. Run::
     python benchmarks/simulation_scale.py --units 1000,4000 --days 730 --threads 2
     python benchmarks/simulation_scale.py --units 100000 --chunk-units 4096 --format zarr
     python benchmarks/simulation_scale.py --inputs npz --units 2000,10000,30000
+    python benchmarks/simulation_scale.py --units 10000 --parameters causal,window
+
+``--parameters`` runs each size with each ``simulate.parameters``: ``causal`` (the model stepped
+forward, what ``dmg simulate`` does by default) and ``window`` (the period as one window).
 
 With ``--inputs npz`` the same synthetic inputs are first written to an ``.npz`` file of
 :meth:`~dmg.core.data.ArrayDataset.save` (in ``--workdir``), and each size is simulated twice from
@@ -49,7 +53,7 @@ RESULTS = Path(__file__).with_name("results")
 ATTRIBUTES = ("lat", "elevation", "aridity", "forest", "soil_depth", "slope")
 
 
-def run_config(warmup: int, chunk_units: int, fmt: str, backend: str) -> dict[str, Any]:
+def run_config(warmup: int, chunk_units: int, fmt: str, backend: str, parameters: str = "causal") -> dict[str, Any]:
     """The quickstart's model (examples/configs/quickstart.yaml) on the synthetic domain."""
     return {
         "seed": 0,
@@ -78,7 +82,7 @@ def run_config(warmup: int, chunk_units: int, fmt: str, backend: str) -> dict[st
         },
         "engine": {"backend": {"name": backend}},
         "evaluate": {"plots": False},
-        "simulate": {"chunk_units": chunk_units, "format": fmt, "outputs": ["Q"]},
+        "simulate": {"chunk_units": chunk_units, "format": fmt, "outputs": ["Q"], "parameters": parameters},
     }
 
 
@@ -170,6 +174,7 @@ def measure(
     workdir: str,
     inputs: str = "synthetic",
     npz: str | None = None,
+    parameters: str = "causal",
 ) -> dict:
     """One simulation in this process; what it cost."""
     import torch
@@ -179,7 +184,7 @@ def measure(
     from dmg.core.runfolder import RunFolder
     from dmg.core.simulation import simulate_domain
 
-    config = load_config(run_config(warmup, chunk_units, fmt, backend))
+    config = load_config(run_config(warmup, chunk_units, fmt, backend, parameters))
     rss_libraries = rss_mib()
     source = open_inputs(inputs, n_units, warmup + days, npz)
     torch.manual_seed(0)
@@ -216,6 +221,7 @@ def measure(
     peak = peak_rss_mib()
     return {
         "inputs": inputs,
+        "parameters": parameters,
         "units": n_units,
         "days": days,
         "warmup": warmup,
@@ -234,7 +240,9 @@ def measure(
     }
 
 
-def child(args: argparse.Namespace, n_units: int, chunk_units: int, inputs: str = "synthetic") -> dict:
+def child(
+    args: argparse.Namespace, n_units: int, chunk_units: int, inputs: str = "synthetic", parameters: str = "causal"
+) -> dict:
     """:func:`measure` in a fresh process, so that each peak is its own."""
     npz = [] if inputs == "synthetic" else ["--npz", str(write_inputs(n_units, args.warmup + args.days, args.workdir))]
     command = [
@@ -258,6 +266,8 @@ def child(args: argparse.Namespace, n_units: int, chunk_units: int, inputs: str 
         args.workdir,
         "--source",
         inputs,
+        "--parameters",
+        parameters,
         *npz,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -275,13 +285,15 @@ def table(rows: list[dict]) -> str:
     sources = any(r.get("inputs", "synthetic") != "synthetic" for r in rows)
     lines = [
         ("| inputs " if sources else "")
+        + "| parameters "
         + "| units | chunk | seconds | of which final file | unit-steps/s | with warm-up | peak RSS MiB "
         "| above start MiB | file MiB |",
-        ("|---" if sources else "") + "|---|---|---|---|---|---|---|---|---|",
+        ("|---" if sources else "") + "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             (f"| {r['inputs']} " if sources else "")
+            + f"| {r.get('parameters', 'window')} "
             + f"| {r['units']:,} | {r['chunk_units']} | {r['seconds']:.1f} | {_seconds(r['final_file_seconds'])} | "
             f"{r['unit_steps_per_s']:,.0f} | "
             f"{r['unit_steps_per_s_with_warmup']:,.0f} | {r['peak_rss_mib']:.0f} | {r['peak_above_start_mib']:.0f} | "
@@ -329,6 +341,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=["synthetic", "npz"],
         help="synthetic: made chunk by chunk; npz: read from an .npz file, loaded whole and lazily (compared)",
     )
+    parser.add_argument(
+        "--parameters",
+        default="causal",
+        help="simulate.parameters, comma-separated: causal (stepped forward, the default of dmg simulate), window",
+    )
     parser.add_argument("--json", default=None, help="where to write the results (default: in benchmarks/results)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--source", default="synthetic", help=argparse.SUPPRESS)
@@ -349,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.workdir,
             args.source,
             args.npz,
+            args.parameters,
         )
         print(json.dumps(result))
         return
@@ -367,9 +385,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for chunk in (int(c) for c in args.chunk_units.split(",")):
         for n_units in (int(u) for u in args.units.split(",")):
             for inputs in sources:
-                result = child(args, n_units, chunk, inputs)
-                report["results"].append(result)
-                print(table([result]).splitlines()[-1], flush=True)
+                for parameters in args.parameters.split(","):
+                    result = child(args, n_units, chunk, inputs, parameters)
+                    report["results"].append(result)
+                    print(table([result]).splitlines()[-1], flush=True)
             if args.inputs == "npz":
                 inputs_file = write_inputs(n_units, args.warmup + args.days, args.workdir)
                 inputs_file.unlink()
