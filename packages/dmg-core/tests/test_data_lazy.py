@@ -18,6 +18,7 @@ from dmg.core.data.dataset import FORMAT_VERSION
 from dmg.core.data.lazy import NpzUnitSource, open_npz
 from dmg.core.data.sources import NpzDataset
 from dmg.core.errors import ConfigError, InputError, ShapeError
+from dmg.core.testing.datasets import assert_same_dataset
 from dmg.core.workflows import simulate
 
 N_UNITS = 9
@@ -48,25 +49,6 @@ def saved(tmp_path) -> tuple[Path, ArrayDataset]:
     return path, ArrayDataset.load(path)
 
 
-def assert_same(a: ArrayDataset, b: ArrayDataset) -> None:
-    """Values, dtype, names, ids, dates, attributes, physical units and reference attributes are equal."""
-    assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape
-    np.testing.assert_array_equal(a.data, b.data)
-    assert (a.variables, a.unit_ids, a.attribute_names, a.units) == (
-        b.variables,
-        b.unit_ids,
-        b.attribute_names,
-        b.units,
-    )
-    np.testing.assert_array_equal(a.dates, b.dates)
-    assert a.dates.dtype == b.dates.dtype
-    np.testing.assert_array_equal(a.attributes, b.attributes)
-    if b.reference_attributes is None:
-        assert a.reference_attributes is None
-    else:
-        np.testing.assert_array_equal(a.reference_attributes, b.reference_attributes)
-
-
 SELECTIONS = [
     pytest.param(["g03", "g04", "g05"], id="a run in file order"),
     pytest.param(["g07", "g01", "g04", "g02"], id="ids in another order"),
@@ -85,7 +67,7 @@ def test_lazy_selection_equals_the_loaded_dataset(saved, selection):
     source = open_npz(path)
     assert isinstance(source, NpzUnitSource)
     assert source.unit_ids == loaded.unit_ids
-    assert_same(source.select_units(selection), loaded.select_units(selection))
+    assert_same_dataset(source.select_units(selection), loaded.select_units(selection))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -94,7 +76,7 @@ def test_float32_and_datasets_without_reference_attributes(tmp_path, dtype):
     dataset(dtype, reference=False).save(path)
     source = open_npz(path)
     assert isinstance(source, NpzUnitSource)
-    assert_same(source.select_units(["g05", "g00"]), ArrayDataset.load(path).select_units(["g05", "g00"]))
+    assert_same_dataset(source.select_units(["g05", "g00"]), ArrayDataset.load(path).select_units(["g05", "g00"]))
 
 
 def test_only_the_rows_asked_for_are_read(saved, monkeypatch):
@@ -153,7 +135,7 @@ def test_a_compressed_file_is_loaded_whole(tmp_path):
         np.savez_compressed(packed, **{name: f[name] for name in f.files})
     source = open_npz(packed)
     assert isinstance(source, ArrayDataset)
-    assert_same(source.select_units(["g03", "g01"]), ArrayDataset.load(plain).select_units(["g03", "g01"]))
+    assert_same_dataset(source.select_units(["g03", "g01"]), ArrayDataset.load(plain).select_units(["g03", "g01"]))
 
 
 def files_like(tmp_path: Path) -> dict[str, Path]:
@@ -188,7 +170,7 @@ def test_broken_files_give_the_errors_of_load(tmp_path):
                 open_npz(path)
             assert str(lazy.value) == str(exc), what
         else:  # a file load reads is opened too, and the two agree
-            assert_same(_all(open_npz(path)), expected)
+            assert_same_dataset(_all(open_npz(path)), expected)
 
 
 def _all(source) -> ArrayDataset:
@@ -199,7 +181,7 @@ def test_the_file_is_read_where_numpy_wrote_the_array(saved):
     path, loaded = saved
     with zipfile.ZipFile(path) as archive:
         assert archive.getinfo("data.npy").compress_type == zipfile.ZIP_STORED
-    assert_same(_all(open_npz(path)), loaded)
+    assert_same_dataset(_all(open_npz(path)), loaded)
 
 
 # --------------------------------------------------------------------------- open_unit_source
@@ -255,7 +237,7 @@ def test_open_unit_source_opens_an_npz_dataset_lazily(saved, components):
     path, loaded = saved
     source = open_unit_source(run_config(path))
     assert isinstance(source, NpzUnitSource)
-    assert_same(source.select_units(["g06", "g00"]), loaded.select_units(["g06", "g00"]))
+    assert_same_dataset(source.select_units(["g06", "g00"]), loaded.select_units(["g06", "g00"]))
 
 
 @pytest.mark.parametrize(("name", "units"), [("loaded_only", ("g04", "g02")), ("first_units", ("g00", "g01", "g02"))])
@@ -263,7 +245,7 @@ def test_open_unit_source_loads_a_component_without_its_own_open(saved, componen
     path, loaded = saved
     source = open_unit_source(run_config(path, name))
     assert isinstance(source, ArrayDataset)
-    assert_same(source, loaded.select_units(list(units)))
+    assert_same_dataset(source, loaded.select_units(list(units)))
 
 
 def test_open_unit_source_checks_the_roles_and_names_the_missing_file(saved, components, tmp_path):

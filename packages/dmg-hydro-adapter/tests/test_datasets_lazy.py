@@ -10,34 +10,15 @@ import pytest
 
 from dmg.core.build import open_unit_source
 from dmg.core.config import load_config
-from dmg.core.data import ArrayDataset
 from dmg.core.data.lazy import NpzUnitSource
 from dmg.core.errors import InputError
+from dmg.core.testing.datasets import assert_same_dataset
 from dmg.hydro.datasets import camels
 from dmg.hydro.datasets.camels import CamelsUnitSource, CamelsUS
 
 SAMPLE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "camels_us_sample"
 HEADER = "Year Mnth Day Hr\tdayl(s)\tprcp(mm/day)\tsrad(W/m2)\tswe(mm)\ttmax(C)\ttmin(C)\tvp(Pa)"
 HAS_NETCDF = importlib.util.find_spec("xarray") is not None and importlib.util.find_spec("netCDF4") is not None
-
-
-def assert_same(a: ArrayDataset, b: ArrayDataset) -> None:
-    """Values, dtypes, names, ids, dates, attributes, physical units and reference attributes are equal."""
-    assert a.data.dtype == b.data.dtype and a.data.shape == b.data.shape
-    np.testing.assert_array_equal(a.data, b.data)
-    assert (a.variables, a.unit_ids, a.attribute_names, a.units) == (
-        b.variables,
-        b.unit_ids,
-        b.attribute_names,
-        b.units,
-    )
-    np.testing.assert_array_equal(a.dates, b.dates)
-    assert a.dates.dtype == b.dates.dtype and a.attributes.dtype == b.attributes.dtype
-    np.testing.assert_array_equal(a.attributes, b.attributes)
-    if b.reference_attributes is None:
-        assert a.reference_attributes is None
-    else:
-        np.testing.assert_array_equal(a.reference_attributes, b.reference_attributes)
 
 
 def selections(ids: tuple[str, ...]) -> list:
@@ -104,7 +85,7 @@ def test_camels_sample_lazy_equals_loaded(sample, options):
     loaded, source = component.load(), component.open()
     assert isinstance(source, CamelsUnitSource) and source.unit_ids == loaded.unit_ids
     for selection in selections(loaded.unit_ids):
-        assert_same(source.select_units(selection), loaded.select_units(selection))
+        assert_same_dataset(source.select_units(selection), loaded.select_units(selection))
 
 
 def test_camels_reads_only_the_selected_gauges(tree, monkeypatch):
@@ -118,7 +99,7 @@ def test_camels_reads_only_the_selected_gauges(tree, monkeypatch):
         read.clear()
         chunk = source.select_units(selection)
         assert read == list(chunk.unit_ids)
-        assert_same(chunk, loaded.select_units(selection))
+        assert_same_dataset(chunk, loaded.select_units(selection))
 
 
 def test_camels_errors_are_those_of_load(tree):
@@ -146,7 +127,7 @@ def test_camels_cache_file_is_read_lazily(tree, tmp_path):
     loaded = component.load()  # builds and writes the cache file
     source = CamelsUS.from_config(options).open()
     assert isinstance(source, NpzUnitSource) and source.path == component.cache_path()
-    assert_same(source.select_units(["02000003", "01000001"]), loaded.select_units(["02000003", "01000001"]))
+    assert_same_dataset(source.select_units(["02000003", "01000001"]), loaded.select_units(["02000003", "01000001"]))
 
 
 def test_open_unit_source_opens_camels_lazily(tree):
@@ -185,7 +166,7 @@ def test_netcdf_lazy_equals_loaded(tmp_path, monkeypatch, options):
     loaded, source = component.load(), component.open()
     assert isinstance(source, NetCDFUnitSource) and source.unit_ids == loaded.unit_ids
     for selection in selections(loaded.unit_ids):
-        assert_same(source.select_units(selection), loaded.select_units(selection))
+        assert_same_dataset(source.select_units(selection), loaded.select_units(selection))
     read: list[str] = []
     real = PerUnitNetCDF._read
     monkeypatch.setattr(

@@ -7,7 +7,8 @@ needs no change here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from difflib import get_close_matches
 from typing import TYPE_CHECKING, cast
 
@@ -137,15 +138,22 @@ def build_loss(config: RunConfig) -> nn.Module:
 def load_dataset(config: RunConfig) -> ArrayDataset:
     """The dataset named in ``data.dataset``, checked against ``data.roles``."""
     cls, cfg = resolve_component("dmg.datasets", config.data.dataset, "data.dataset")
-    try:
+    with _dataset_path_hint(config):
         dataset = cls.from_config(cfg).load()
+    config.data.roles.check(dataset)
+    return dataset
+
+
+@contextlib.contextmanager
+def _dataset_path_hint(config: RunConfig) -> Iterator[None]:
+    """Add to an :class:`InputError` the hint about relative paths of ``data.dataset`` (where there is one)."""
+    try:
+        yield
     except InputError as exc:
         hint = path_hint(config, "data.dataset.")
         if not hint:
             raise
         raise type(exc)(f"{exc}{hint}") from None
-    config.data.roles.check(dataset)
-    return dataset
 
 
 def open_unit_source(config: RunConfig) -> UnitSource:
@@ -160,7 +168,7 @@ def open_unit_source(config: RunConfig) -> UnitSource:
     ``open()`` is loaded whole: the inherited ``open()`` would not know what the override changes.
     """
     cls, cfg = resolve_component("dmg.datasets", config.data.dataset, "data.dataset")
-    try:
+    with _dataset_path_hint(config):
         component = cls.from_config(cfg)
         opener = _opener(component)
         if opener is not None:
@@ -169,11 +177,6 @@ def open_unit_source(config: RunConfig) -> UnitSource:
         else:
             first = component.load()
             source = first
-    except InputError as exc:
-        hint = path_hint(config, "data.dataset.")
-        if not hint:
-            raise
-        raise type(exc)(f"{exc}{hint}") from None
     config.data.roles.check(first)
     return source
 

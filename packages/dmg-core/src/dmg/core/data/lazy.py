@@ -10,10 +10,15 @@ units asked for when they are asked for, each run of consecutive units in one re
 
     source = open_npz("domain.npz")               # reads everything but the values
     chunk = source.select_units(["u17", "u18"])    # reads the rows of these two units
+
+:class:`FileUnitSource` is the base of sources that read each unit's values from its own files (a
+dataset component's ``open()``): it holds a template of the dataset without values
+(:func:`without_values`) and asks :meth:`FileUnitSource.read_values` for the units selected.
 """
 
 from __future__ import annotations
 
+import abc
 import struct
 import zipfile
 from collections.abc import Sequence
@@ -26,7 +31,7 @@ import numpy as np
 from dmg.core.data.dataset import ArrayDataset, _from_npz_arrays, _read_npz
 from dmg.core.errors import InputError, ShapeError
 
-__all__ = ["NpzUnitSource", "open_npz", "unit_positions"]
+__all__ = ["FileUnitSource", "NpzUnitSource", "open_npz", "unit_positions", "without_values"]
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 """A zip member's local file header (the layout :mod:`zipfile` writes and reads)."""
@@ -52,6 +57,57 @@ def unit_positions(dataset: ArrayDataset, ids_or_indices: Sequence[Any] | np.nda
             raise InputError(f"unit index {int(out[0])} is out of range for {n_units} units")
         return index % n_units if n_units else index
     return np.array([dataset.unit_index(u) for u in sel.reshape(-1).tolist()], dtype=np.int64)
+
+
+def without_values(variables: Sequence[str], unit_ids: Sequence[str], dates: np.ndarray, **fields: Any) -> ArrayDataset:
+    """A dataset of every unit with its values left out: ``data`` holds no memory and reads as zeros.
+
+    ``fields`` are the other fields of :class:`ArrayDataset` (``attributes``, ``attribute_names``,
+    ``units``, ``reference_attributes``), checked as usual.
+    """
+    shape = (len(unit_ids), len(dates), len(variables))
+    return ArrayDataset(
+        data=np.broadcast_to(np.zeros((), np.float32), shape),
+        variables=tuple(variables),
+        unit_ids=tuple(unit_ids),
+        dates=dates,
+        **fields,
+    )
+
+
+class FileUnitSource(abc.ABC):
+    """A unit source whose units' values are read when they are selected, each unit from its own files.
+
+    Parameters
+    ----------
+    template
+        Every unit with everything but its values (:func:`without_values`): names, ids, dates,
+        attributes, physical units.
+    """
+
+    def __init__(self, template: ArrayDataset) -> None:
+        self.template = template
+
+    @property
+    def unit_ids(self) -> tuple[str, ...]:
+        """Every unit's id."""
+        return self.template.unit_ids
+
+    def select_units(self, ids_or_indices: Sequence[Any] | np.ndarray) -> ArrayDataset:
+        """The units asked for (ids, positions or a boolean mask), in the order given, over the whole record."""
+        index = unit_positions(self.template, ids_or_indices)
+        ids = [self.template.unit_ids[i] for i in index.tolist()]
+        values = self.read_values(ids)
+        return replace(
+            self.template,
+            data=np.stack(list(values.values()), axis=2).astype(np.float32),
+            unit_ids=tuple(ids),
+            attributes=self.template.attributes[index],
+        )
+
+    @abc.abstractmethod
+    def read_values(self, unit_ids: list[str]) -> dict[str, np.ndarray]:
+        """The values of ``unit_ids``: each variable of the template, in its order, ``[unit, time]``."""
 
 
 def open_npz(path: str | Path) -> NpzUnitSource | ArrayDataset:

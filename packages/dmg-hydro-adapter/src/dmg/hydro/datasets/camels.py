@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -75,7 +75,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dmg.core.data import ArrayDataset
-from dmg.core.data.lazy import unit_positions
+from dmg.core.data.lazy import FileUnitSource, without_values
 from dmg.core.errors import InputError
 from dmg.hydro.datasets._tables import AttributeTable, read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
@@ -571,7 +571,7 @@ def _span(record: ForcingRecord) -> tuple[np.datetime64, np.datetime64, Path]:
     return record.dates.min(), record.dates.max(), record.path
 
 
-class CamelsUnitSource:
+class CamelsUnitSource(FileUnitSource):
     """The gauges of a :class:`CamelsUS`, each gauge's forcing and streamflow files read when selected.
 
     Opening parses every forcing file once, one at a time, for its dates and header (the default
@@ -592,35 +592,22 @@ class CamelsUnitSource:
         dates = dataset._time_axis(spans)
         attributes, reference = dataset._attributes(gauges, headers, attribute_files)
         names = dataset.variable_names()
-        self.template = ArrayDataset(
-            data=np.broadcast_to(np.zeros((), np.float32), (len(gauges), len(dates), len(names))),
-            variables=names,
-            unit_ids=tuple(gauges),
-            dates=dates,
-            attributes=np.stack([attributes[name] for name in attributes], axis=1),
-            attribute_names=tuple(attributes),
-            units={k: v for k, v in UNITS.items() if k in names or k in attributes},
-            reference_attributes=reference,
+        super().__init__(
+            without_values(
+                names,
+                gauges,
+                dates,
+                attributes=np.stack([attributes[name] for name in attributes], axis=1),
+                attribute_names=tuple(attributes),
+                units={k: v for k, v in UNITS.items() if k in names or k in attributes},
+                reference_attributes=reference,
+            )
         )
-        """Every gauge with its values left out (its ``data`` holds no memory and reads as zeros)."""
 
-    @property
-    def unit_ids(self) -> tuple[str, ...]:
-        """The gauge ids, in the order of the ``gauges`` option."""
-        return self.template.unit_ids
-
-    def select_units(self, ids_or_indices: Sequence[Any] | np.ndarray) -> ArrayDataset:
-        """The gauges asked for (ids, positions or a boolean mask), in the order given, over the whole period."""
-        index = unit_positions(self.template, ids_or_indices)
-        gauges = [self.template.unit_ids[i] for i in index.tolist()]
-        records = {g: read_forcing(self._forcing_files[g]) for g in gauges}
-        out = self.dataset._variables(gauges, records, self._flow_files, self.template.dates)
-        return replace(
-            self.template,
-            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
-            unit_ids=tuple(gauges),
-            attributes=self.template.attributes[index],
-        )
+    def read_values(self, unit_ids: list[str]) -> dict[str, np.ndarray]:
+        """The variables of the gauges ``unit_ids``, from their forcing and streamflow files."""
+        records = {g: read_forcing(self._forcing_files[g]) for g in unit_ids}
+        return self.dataset._variables(unit_ids, records, self._flow_files, self.template.dates)
 
 
 def _placement(file_dates: np.ndarray, axis: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,6 @@ import datetime as dt
 import importlib
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,7 +38,7 @@ import numpy as np
 from pydantic import Field
 
 from dmg.core.data import ArrayDataset
-from dmg.core.data.lazy import unit_positions
+from dmg.core.data.lazy import FileUnitSource, without_values
 from dmg.core.errors import DmgError, InputError
 from dmg.hydro.datasets._tables import read_table, read_text, reference_attributes, select_attributes
 from dmg.hydro.datasets.cache import FolderDataset, FolderDatasetOptions
@@ -417,7 +416,7 @@ class PerUnitNetCDF(FolderDataset):
         return np.arange(start, end + step, step), step
 
 
-class NetCDFUnitSource:
+class NetCDFUnitSource(FileUnitSource):
     """The units of a :class:`PerUnitNetCDF`, each unit's file read when it is selected.
 
     Opening reads every file's times, variable names and ``units`` attributes (not the values) and
@@ -433,39 +432,25 @@ class NetCDFUnitSource:
         self._names = dataset._variable_names(units, self._files, scan)
         dates, self._step = dataset._time_axis(units, self._files, {u: r[0] for u, r in scan.items()})
         attributes, reference = dataset._attributes(units, attribute_files)
-        variables = tuple(dataset.config.rename.get(n, n) for n in self._names)
-        self.template = ArrayDataset(
-            data=np.broadcast_to(np.zeros((), np.float32), (len(units), len(dates), len(variables))),
-            variables=variables,
-            unit_ids=tuple(units),
-            dates=dates,
-            attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
-            attribute_names=tuple(attributes),
-            units=dataset._physical_units(units, scan),
-            reference_attributes=reference,
+        super().__init__(
+            without_values(
+                tuple(dataset.config.rename.get(n, n) for n in self._names),
+                units,
+                dates,
+                attributes=np.stack([attributes[n] for n in attributes], axis=1) if attributes else None,
+                attribute_names=tuple(attributes),
+                units=dataset._physical_units(units, scan),
+                reference_attributes=reference,
+            )
         )
-        """Every unit with its values left out (its ``data`` holds no memory and reads as zeros)."""
 
-    @property
-    def unit_ids(self) -> tuple[str, ...]:
-        """The unit ids, in the order of the ``units`` option (default: sorted)."""
-        return self.template.unit_ids
-
-    def select_units(self, ids_or_indices: Sequence[Any] | np.ndarray) -> ArrayDataset:
-        """The units asked for (ids, positions or a boolean mask), in the order given, over the whole period."""
-        index = unit_positions(self.template, ids_or_indices)
-        units = [self.template.unit_ids[i] for i in index.tolist()]
-        read = {u: self.dataset._read(self._xr, self._files[u]) for u in units}
-        for unit in units:
+    def read_values(self, unit_ids: list[str]) -> dict[str, np.ndarray]:
+        """The variables of ``unit_ids``, each read from its own file."""
+        read = {u: self.dataset._read(self._xr, self._files[u]) for u in unit_ids}
+        for unit in unit_ids:
             if list(read[unit][1]) != self._names:
                 raise InputError(
                     f"variables: {self._files[unit]} has variables {list(read[unit][1])} but the files have "
                     f"{self._names}; list the variables to read with the 'variables' option"
                 )
-        out = self.dataset._place(units, read, self._names, self.template.dates, self._step)
-        return replace(
-            self.template,
-            data=np.stack([out[name] for name in out], axis=2).astype(np.float32),
-            unit_ids=tuple(units),
-            attributes=self.template.attributes[index],
-        )
+        return self.dataset._place(unit_ids, read, self._names, self.template.dates, self._step)
