@@ -193,6 +193,29 @@ def test_static_parameters_are_held_from_the_end_of_the_warm_up():
     torch.testing.assert_close(fresh.state().parameters["c"], first["c"])
 
 
+@pytest.mark.parametrize("network", [Recurrent, Streaming])
+def test_a_state_splits_by_units_and_joins_again(network):
+    model = _dynamic_model(network)
+    whole = Stepper(model)
+    whole.warm_up(_batch(0, 10))
+    reference = whole.advance(_batch(10, N_TIME))
+    stepper = Stepper(model)
+    stepper.warm_up(_batch(0, 10))
+    stepper.advance(_batch(10, 20))
+    state = stepper.state()
+    parts = [state.select([2]), state.select([0, 1])]
+    rejoined = states.ModelState.concat(parts).select([1, 2, 0])  # back to the order 0, 1, 2
+    for part in ("physics", "parameters"):
+        for key, value in getattr(state, part).items():
+            torch.testing.assert_close(getattr(rejoined, part)[key], value, rtol=0, atol=0)
+    tail = Stepper(model).load(rejoined).advance(_batch(20, N_TIME))
+    torch.testing.assert_close(tail["Qlag"], reference["Qlag"][10:], rtol=1e-6, atol=1e-7)
+    with pytest.raises(InputError, match="different numbers of steps"):
+        states.ModelState.concat([parts[0], replace(parts[1], steps=3)])
+    with pytest.raises(InputError, match="different physics states"):
+        states.ModelState.concat([parts[0], replace(parts[1], physics={})])
+
+
 def test_network_state_is_the_recurrence_or_the_inputs_seen():
     x = _batch().nn_inputs
     out, state = network_step(Streaming(1), x[:5], None, {})

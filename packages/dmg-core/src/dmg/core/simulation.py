@@ -10,12 +10,19 @@ and appears only when complete::
       NAME.partial/            while the simulation is unfinished
         plan.json              what is simulated: units, dates, chunk size, format, checkpoint, config
         chunks/000012.npz      one file per finished chunk: the record of finished chunks
+        chunks/000012.state.pt the chunk's state at --save-state's date, written before its outputs
       NAME.nc | NAME.zarr | NAME.npz     the predictions, once every chunk is done
+    RUN/states/DATE.pt         with --save-state: every unit's state, joined from the chunks' states
 
 Running the same command again after an interruption continues the simulation: the chunks already
 written are not computed again, and the result equals an uninterrupted simulation. Under
 ``torchrun`` every process takes its share of the unfinished chunks (round robin) and the first
 process assembles the final file.
+
+Each chunk is simulated as :mod:`dmg.core.stepping` steps a model forward (``simulate.parameters:
+causal``, the default): a warm-up (or a saved state, ``--from-state``) and then the whole period in
+one block, which equals a BMI run of the same units stepped day by day; ``simulate.parameters:
+window`` runs the period as one window instead, as ``dmg evaluate`` does.
 
 The predictions are ``[time, unit]`` arrays of every output of the model (or of those
 ``simulate.outputs`` names), float32, with the dates
