@@ -137,7 +137,7 @@ def test_open_unit_source_opens_camels_lazily(tree):
                 "dataset": {"name": "camels_us", "root": str(tree), "gauges": ["02000003", "01000002"], "cache": False},
                 "roles": {"forcings": {"P": "prcp"}, "nn_inputs": ["prcp", "tmean"], "targets": {"Q": "streamflow"}},
             },
-            "model": {"physics": {"name": "hbv"}, "nn": {"name": "lstm"}},
+            "model": {"physics": {"name": "hbv"}, "nn": {"name": "dense"}},
         }
     )
     source = open_unit_source(config)
