@@ -25,6 +25,7 @@ from dmg.core.data import Batch
 from dmg.core.errors import ConfigError, InputError, SpecError
 from dmg.core.stepping import Stepper, network_step, stream_memory
 from dmg.core.testing.models import ToyReservoir
+from dmg.core.testing.networks import StaticLinear
 
 N_TIME, N_UNITS, N_FEATURES = 40, 3, 2
 
@@ -71,21 +72,6 @@ class Streaming(Recurrent):
         return self.head(h), {"h": last}
 
 
-class StaticNet(nn.Module):
-    """Parameters from static attributes only."""
-
-    input_kind = "static"
-    output_kind = "single"
-
-    def __init__(self, n_outputs: int) -> None:
-        super().__init__()
-        torch.manual_seed(1)
-        self.linear = nn.Linear(2, n_outputs)
-
-    def forward(self, c):
-        return self.linear(c)
-
-
 def _model(network: type[nn.Module]) -> DeltaModel:
     physics = Chain(runoff=ToyReservoir(nmul=2), routing=Lagged())
     coupling = ParameterLearning()
@@ -104,7 +90,7 @@ def _batch(start: int = 0, stop: int = N_TIME) -> Batch:
     )
 
 
-@pytest.mark.parametrize("network", [Recurrent, Streaming, StaticNet])
+@pytest.mark.parametrize("network", [Recurrent, Streaming, StaticLinear])
 @pytest.mark.parametrize("split", [1, 17, N_TIME - 1])
 def test_a_stepped_run_split_anywhere_continues_exactly(network, split):
     model = _model(network)
@@ -122,7 +108,7 @@ def test_a_stepped_run_split_anywhere_continues_exactly(network, split):
 
 
 def test_with_static_parameters_stepping_equals_the_window_run():
-    model = _model(StaticNet)
+    model = _model(StaticLinear)
     window = model(_batch())
     stepped = Stepper(model).advance(_batch())
     for name in ("Q", "ET", "Qlag"):
@@ -229,7 +215,7 @@ def test_network_state_is_the_recurrence_or_the_inputs_seen():
 def test_a_series_model_without_states_or_memory_is_refused():
     assert stream_memory(Lagged()) == 2 and stream_memory(ToyReservoir()) == 0
     physics = Chain(runoff=ToyReservoir(), routing=Memoryless())
-    model = DeltaModel(StaticNet(ParameterLearning().n_outputs(physics)), physics, ParameterLearning())
+    model = DeltaModel(StaticLinear(ParameterLearning().n_outputs(physics)), physics, ParameterLearning())
     with pytest.raises(SpecError, match=r"Memoryless cannot run step by step.*stream_memory"):
         Stepper(model)
 
@@ -244,10 +230,10 @@ def test_models_that_cannot_run_step_by_step_are_refused():
     physics = WindowedReservoir()
     coupling = ParameterLearning()
     with pytest.raises(SpecError, match="runs over windows of more than 5 steps"):
-        Stepper(DeltaModel(StaticNet(coupling.n_outputs(physics)), physics, coupling))
+        Stepper(DeltaModel(StaticLinear(coupling.n_outputs(physics)), physics, coupling))
     physics = ToyReservoir()
     couplings = [ParameterLearning(network="params"), OutputCorrection(network="correct", variables=["Q"])]
-    nets = {"params": StaticNet(couplings[0].n_outputs(physics)), "correct": Streaming(1)}
+    nets = {"params": StaticLinear(couplings[0].n_outputs(physics)), "correct": Streaming(1)}
     with pytest.raises(SpecError, match="recurrent network 'correct'"):
         Stepper(DeltaModel(nets, physics, couplings))
 
@@ -256,7 +242,7 @@ def test_a_stepped_batch_has_no_warmup():
     batch = _batch()
     batch.warmup = 3
     with pytest.raises(InputError, match="no warm-up"):
-        Stepper(_model(StaticNet)).advance(batch)
+        Stepper(_model(StaticLinear)).advance(batch)
 
 
 # --------------------------------------------------------------------------- through a run folder

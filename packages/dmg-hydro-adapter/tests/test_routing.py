@@ -160,21 +160,6 @@ class TestGammaRoutingKit(PhysicsModelTestKit):
         return GammaRouting()
 
 
-class _StaticParameters(torch.nn.Module):
-    """Routing parameters from static attributes: the same in a window run and step by step."""
-
-    input_kind = "static"
-    output_kind = "single"
-
-    def __init__(self, n_outputs: int) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(2, n_outputs)
-
-    def forward(self, c):
-        return self.linear(c)
-
-
 @pytest.mark.parametrize("routing", [GammaRouting(), HourlyGammaRouting()])
 def test_routing_stepped_step_by_step_carries_its_unit_hydrograph(routing):
     """Stepped, routing keeps the last ``length - 1`` flows: once it holds them, every step equals the window
@@ -183,11 +168,12 @@ def test_routing_stepped_step_by_step_carries_its_unit_hydrograph(routing):
     from dmg.core import DeltaModel, ParameterLearning
     from dmg.core.data import Batch
     from dmg.core.stepping import Stepper
+    from dmg.core.testing.networks import StaticLinear
 
     length = routing.config.length
     assert routing.stream_memory == length - 1
     coupling = ParameterLearning()
-    model = DeltaModel(_StaticParameters(coupling.n_outputs(routing)), routing, coupling).eval()
+    model = DeltaModel(StaticLinear(coupling.n_outputs(routing)), routing, coupling).eval()
     g = torch.Generator().manual_seed(0)
     n = length + 10
     flows = {f: torch.rand(n, 3, generator=g) for f in routing.config.flows}

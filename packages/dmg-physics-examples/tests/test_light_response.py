@@ -67,21 +67,10 @@ def test_light_response_steps_one_day_at_a_time():
     from dmg.core import DeltaModel, ParameterLearning
     from dmg.core.data import Batch
     from dmg.core.stepping import Stepper
-
-    class Static(torch.nn.Module):
-        input_kind = "static"
-        output_kind = "single"
-
-        def __init__(self, n_outputs: int) -> None:
-            super().__init__()
-            torch.manual_seed(0)
-            self.linear = torch.nn.Linear(2, n_outputs)
-
-        def forward(self, c):
-            return self.linear(c)
+    from dmg.core.testing.networks import StaticLinear
 
     physics, coupling = LightResponse(), ParameterLearning()
-    model = DeltaModel(Static(coupling.n_outputs(physics)), physics, coupling).eval()
+    model = DeltaModel(StaticLinear(coupling.n_outputs(physics)), physics, coupling).eval()
     par = torch.rand(12, 3, generator=torch.Generator().manual_seed(0)) * 1500
     static = torch.linspace(-1.0, 1.0, 6).reshape(3, 2)
     window = model(Batch(forcings={"PAR": par}, static_inputs=static))

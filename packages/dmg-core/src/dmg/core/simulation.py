@@ -306,7 +306,7 @@ def simulate_domain(
     overwrite: bool = False,
     chunk_units: int | None = None,
     save_state: np.datetime64 | None = None,
-    from_state: Path | None = None,
+    from_state: SavedState | None = None,
     distributed: Distributed | None = None,
     report: Report | None = None,
 ) -> Path:
@@ -339,8 +339,8 @@ def simulate_domain(
         A date of the period: the state of every unit at its end is written to ``RUN/states/<date>.pt``
         (:func:`~dmg.core.states.state_path`), gathered from the chunks.
     from_state
-        A state file (:mod:`dmg.core.states`) holding the units: the simulation starts from it at the
-        step after its date, without warm-up.
+        A state read from its file (:func:`~dmg.core.states.read_state`) holding the units: the
+        simulation starts from it at the step after its date, without warm-up.
     distributed
         This process's place under ``torchrun`` (default: read from the environment).
     report
@@ -366,15 +366,15 @@ def simulate_domain(
         raise InputError(f"--chunk-units must be at least 1, got {size}")
     fmt = output_format(config.simulate.format, config.output.predictions)
     _check_stepping(config, model, states_asked=save_state is not None or from_state is not None)
-    initial = read_state(from_state) if from_state is not None else None
     first = source.select_units(units[:1])  # the period's dates, and its warnings once
-    data, warmup = _period(config, first, period, initial is not None)
+    data, warmup = _period(config, first, period, from_state is not None)
     step = None if first.step is None else np.timedelta64(first.step, "s")  # the record's, kept in a state
     dates = data.dates[warmup:]
     if dates.size == 0:
         raise InputError(f"{PERIOD_KEY}: the period has no date after the warm-up of {warmup} steps")
-    if initial is not None:
-        initial = check_state_file(from_state or "", initial, config, model, units, dates[0])
+    initial = None
+    if from_state is not None:
+        initial = check_state_file(_source(from_state), from_state, config, model, units, dates[0])
     if save_state is not None and not (dates == as_seconds(save_state).astype(dates.dtype)).any():
         raise InputError(
             f"--save-state {date_text(save_state)}: not a date of the simulated period {dates[0]} to {dates[-1]}"
@@ -392,7 +392,7 @@ def simulate_domain(
         checkpoint_sha256=_file_digest(checkpoint),
         config_sha256=_digest(dump_config(config).encode()),
         save_state=None if save_state is None else date_text(save_state),
-        from_state_sha256=None if from_state is None else _file_digest(from_state),
+        from_state_sha256=None if from_state is None else from_state.sha256,
     )
     partial = PartialSimulation(stem.with_name(stem.name + PARTIAL_SUFFIX))
     target = stem.with_name(stem.name + SUFFIXES[fmt])
@@ -418,7 +418,7 @@ def simulate_domain(
     try:
         for index in todo[distributed.rank :: distributed.world_size]:
             chunk_ids = units[plan.chunk(index)]
-            chunk_initial = None if initial is None else initial.for_units(chunk_ids, from_state or "")
+            chunk_initial = None if initial is None else initial.for_units(chunk_ids, _source(initial))
             outputs, saved = _simulate_chunk(
                 config, model, normalizer, source, chunk_ids, period, plan, chunk_initial, save_state, step
             )
@@ -449,6 +449,11 @@ def simulate_domain(
 
     distributed.on_main(assemble)  # the other processes wait for the final file, or its failure
     return target
+
+
+def _source(saved: SavedState) -> str:
+    """Where ``saved`` was read from, for messages."""
+    return str(saved.source) if saved.source is not None else "the state"
 
 
 def _check_stepping(config: RunConfig, model: DeltaModel, states_asked: bool) -> None:
@@ -542,6 +547,8 @@ def _joined_state(partial: PartialSimulation, plan: SimulationPlan) -> SavedStat
         parts[0],
         state=ModelState.concat([p.state for p in parts]),
         unit_ids=tuple(u for p in parts for u in p.unit_ids),
+        source=None,
+        sha256=None,
     )
 
 

@@ -15,6 +15,7 @@ what differs. A state holds its units in any order and starts a simulation of an
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import pickle
@@ -76,6 +77,10 @@ class SavedState:
         The run's model configuration, as canonical JSON.
     weights
         Digest of the model's weights (:func:`model_digest`).
+    source
+        The file it was read from (:func:`read_state`), or ``None``.
+    sha256
+        The SHA-256 of that file's bytes, or ``None``.
     """
 
     state: ModelState
@@ -84,6 +89,8 @@ class SavedState:
     unit_ids: tuple[str, ...]
     model: str
     weights: str
+    source: Path | None = None
+    sha256: str | None = None
 
     @property
     def next_date(self) -> np.datetime64:
@@ -168,8 +175,9 @@ def read_state(path: str | Path) -> SavedState:
     path = Path(path)
     if not path.is_file():
         raise StateError(f"--from-state: state file {path} does not exist")
+    data = path.read_bytes()
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise StateError(
             f"state file {path} holds Python objects other than tensors and plain values; it was refused "
@@ -189,6 +197,8 @@ def read_state(path: str | Path) -> SavedState:
             unit_ids=tuple(str(u) for u in raw["unit_ids"]),
             model=str(raw["model"]),
             weights=str(raw["weights"]),
+            source=path,
+            sha256=hashlib.sha256(data).hexdigest(),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"state file {path} is damaged: {exc!r} is missing or malformed") from None
@@ -275,7 +285,10 @@ def simulate_data(
         If ``save_at`` is not a date of the period, or an output is non-finite.
     """
     if initial is not None and (warmup or initial.unit_ids != tuple(data.unit_ids)):
-        raise InputError("a simulation from a saved state has no warm-up and the state's units")
+        raise InputError(
+            "a simulation from a saved state simulates the state's units without warm-up; "
+            f"got warmup={warmup} and units {list(data.unit_ids)[:5]} for a state of {list(initial.unit_ids)[:5]}"
+        )
     dates = data.dates
     save_index = None
     if save_at is not None:

@@ -254,7 +254,7 @@ def simulate(
     with folder.lock("dmg simulate") if distributed.is_main else contextlib.nullcontext():
         config, model, normalizer, chosen = load_trained(folder, checkpoint, overrides)
         if initial is not None:  # the model and weights first: a state of another run names no unit of this one
-            check_state_file(from_state or "", initial, config, model, initial.unit_ids, None)
+            check_state_file(str(from_state), initial, config, model, initial.unit_ids, None)
         model = model.to(distributed.device(resolve_device(config.device)))
         config = widen_dataset(config, units, period)
         dataset = open_unit_source(config)  # each chunk's units read when it is simulated
@@ -276,7 +276,7 @@ def simulate(
             overwrite=overwrite,
             chunk_units=chunk_units,
             save_state=save_at,
-            from_state=None if from_state is None else Path(from_state),
+            from_state=initial,
             distributed=distributed,
             report=report,
         )
